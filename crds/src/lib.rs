@@ -1,0 +1,1 @@
+//! CanvasChat API types.
