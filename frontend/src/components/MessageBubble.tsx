@@ -1,0 +1,66 @@
+import { memo } from 'react';
+import { userColour } from '../lib/identity';
+import { FADE_MS, type CanvasMessage } from '../state/store';
+
+interface Props {
+  message: CanvasMessage;
+  onRetry(key: string): void;
+  onDismiss(key: string): void;
+}
+
+const STATE_TEXT: Partial<Record<CanvasMessage['status'], string>> = {
+  queued: 'waiting for connection…',
+  sending: 'sending…',
+};
+
+/** One message at its canvas position. The text is a React text node, never HTML. */
+export const MessageBubble = memo(function MessageBubble({ message, onRetry, onDismiss }: Props) {
+  const { position, status } = message;
+  const fading = message.fadeStartedAt !== undefined;
+  // Resuming the CSS animation from the elapsed time keeps it in step with the removal timer.
+  const elapsed = fading ? Math.min(FADE_MS, Date.now() - (message.fadeStartedAt ?? 0)) : 0;
+  return (
+    <div
+      className={`msg msg--${status}${fading ? ' msg--fading' : ''}${message.own ? ' msg--own' : ''}`}
+      style={{
+        left: position.x,
+        top: position.y,
+        ['--user-colour' as string]: userColour(message.userId),
+        animationDelay: fading ? `${-elapsed}ms` : undefined,
+        animationDuration: `${FADE_MS}ms`,
+      }}
+      data-testid="message"
+      data-status={status}
+      data-user={message.userId}
+      data-x={position.x}
+      data-y={position.y}
+      data-interactive={status === 'failed' ? '' : undefined}
+    >
+      <span className="msg__author">
+        {message.userId}
+        {message.own ? ' (you)' : ''}
+      </span>
+      <span className="msg__text">{message.text}</span>
+      {STATE_TEXT[status] !== undefined && <span className="msg__state">{STATE_TEXT[status]}</span>}
+      {status === 'failed' && (
+        <span className="msg__failure">
+          <span className="msg__error" role="alert">
+            Not sent: {message.error}
+          </span>
+          <span className="msg__actions">
+            <button type="button" className="button button--small" onClick={() => onRetry(message.key)}>
+              Retry
+            </button>
+            <button
+              type="button"
+              className="button button--small button--quiet"
+              onClick={() => onDismiss(message.key)}
+            >
+              Dismiss
+            </button>
+          </span>
+        </span>
+      )}
+    </div>
+  );
+});

@@ -1,0 +1,199 @@
+// Owns the WebSocket to /api/chat: connects, reconnects with backoff, sends queued
+// messages once connected and feeds every server frame into the store.
+
+import { backoffDelay } from '../lib/backoff';
+import { checkPayload, encodeChat, parseServerFrame, type Position } from '../lib/protocol';
+import { newClientMsgId } from '../lib/ids';
+import type { CanvasMessage, ChatStore } from '../state/store';
+
+/** The part of the browser WebSocket this client uses (tests provide a fake). */
+export interface SocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+}
+
+export type SocketFactory = (url: string) => SocketLike;
+
+const OPEN = 1;
+const CONNECTING = 0;
+
+/** Consecutive failed attempts after which the client stops and offers a retry button. */
+export const MAX_ATTEMPTS = 12;
+/** A connection attempt that neither opens nor fails within this is abandoned. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
+export interface ChatClientOptions {
+  store: ChatStore;
+  url: string;
+  createSocket?: SocketFactory;
+  random?: () => number;
+  newId?: () => string;
+  maxAttempts?: number;
+}
+
+export type SendResult =
+  | { ok: true; message: CanvasMessage }
+  | { ok: false; problem: 'empty' | 'too_large' };
+
+export class ChatClient {
+  private readonly store: ChatStore;
+  private readonly url: string;
+  private readonly createSocket: SocketFactory;
+  private readonly random: () => number;
+  private readonly newId: () => string;
+  private readonly maxAttempts: number;
+  private socket: SocketLike | null = null;
+  /** Failed attempts since the last successful open. */
+  private failures = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private connectTimer: ReturnType<typeof setTimeout> | undefined;
+  private stopped = true;
+
+  constructor(opts: ChatClientOptions) {
+    this.store = opts.store;
+    this.url = opts.url;
+    this.createSocket = opts.createSocket ?? ((url) => new WebSocket(url) as unknown as SocketLike);
+    this.random = opts.random ?? Math.random;
+    this.newId = opts.newId ?? newClientMsgId;
+    this.maxAttempts = opts.maxAttempts ?? MAX_ATTEMPTS;
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.failures = 0;
+    this.connect();
+  }
+
+  /** Closes for good (page leaving, name or channel changed). */
+  stop(): void {
+    this.stopped = true;
+    this.clearTimers();
+    const s = this.socket;
+    this.socket = null;
+    if (s !== null) {
+      s.onopen = s.onmessage = s.onclose = s.onerror = null;
+      s.close(1000, 'client leaving');
+    }
+    this.store.getState().setConnection({ status: 'idle' });
+  }
+
+  /** Reconnects at once instead of waiting out the backoff (button, browser back online). */
+  retryNow(): void {
+    if (this.stopped) return;
+    const status = this.store.getState().connection.status;
+    if (status !== 'reconnecting' && status !== 'failed') return;
+    if (status === 'failed') this.failures = 0;
+    this.clearTimers();
+    this.connect();
+  }
+
+  /** Puts the text on the canvas at once and sends it now, or when connected. */
+  send(text: string, position: Position): SendResult {
+    const key = this.newId();
+    const problem = checkPayload(text, position, key);
+    if (problem !== null) return { ok: false, problem };
+    const message = this.store.getState().compose(key, text, position);
+    this.flush();
+    return { ok: true, message };
+  }
+
+  retry(key: string): void {
+    this.store.getState().requeue(key);
+    this.flush();
+  }
+
+  private connect(): void {
+    this.clearTimers();
+    this.store.getState().setConnection({ status: 'connecting', attempt: this.failures });
+    let socket: SocketLike;
+    try {
+      socket = this.createSocket(this.url);
+    } catch {
+      this.scheduleReconnect();
+      return;
+    }
+    this.socket = socket;
+    this.connectTimer = setTimeout(() => {
+      if (this.socket === socket && socket.readyState === CONNECTING) {
+        this.dropSocket(socket);
+        this.scheduleReconnect();
+      }
+    }, CONNECT_TIMEOUT_MS);
+
+    socket.onopen = () => {
+      if (this.socket !== socket) return;
+      clearTimeout(this.connectTimer);
+      this.failures = 0;
+      this.store.getState().setConnection({ status: 'connected' });
+      this.flush();
+    };
+    socket.onmessage = (ev) => {
+      if (this.socket !== socket || typeof ev.data !== 'string') return;
+      const frame = parseServerFrame(ev.data);
+      if (frame !== null) this.store.getState().receive(frame);
+    };
+    socket.onerror = () => {
+      // A close event always follows; reconnecting is handled there.
+    };
+    socket.onclose = () => {
+      if (this.socket !== socket) return;
+      this.dropSocket(socket);
+      this.store.getState().failInFlight('The connection closed before the server confirmed this message.');
+      this.scheduleReconnect();
+    };
+  }
+
+  private dropSocket(socket: SocketLike): void {
+    socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+    if (socket.readyState === OPEN || socket.readyState === CONNECTING) socket.close();
+    if (this.socket === socket) this.socket = null;
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped) return;
+    this.clearTimers();
+    if (this.failures >= this.maxAttempts) {
+      this.store.getState().setConnection({
+        status: 'failed',
+        reason: `Could not reach the server after ${this.failures} attempts.`,
+      });
+      return;
+    }
+    const delay = backoffDelay(this.failures, this.random);
+    this.failures += 1;
+    this.store.getState().setConnection({
+      status: 'reconnecting',
+      attempt: this.failures,
+      retryAt: Date.now() + delay,
+    });
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  private flush(): void {
+    const socket = this.socket;
+    if (socket === null || socket.readyState !== OPEN) return;
+    const state = this.store.getState();
+    for (const m of state.queued()) {
+      try {
+        socket.send(encodeChat(m.text, m.position, m.key));
+      } catch {
+        // The socket is closing: this message stays queued for the next connection.
+        return;
+      }
+      state.markSending(m.key);
+    }
+  }
+
+  private clearTimers(): void {
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.connectTimer);
+    this.retryTimer = undefined;
+    this.connectTimer = undefined;
+  }
+}

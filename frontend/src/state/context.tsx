@@ -1,0 +1,24 @@
+import { createContext, useContext } from 'react';
+import { useStore } from 'zustand';
+import type { ChatClient } from '../net/client';
+import type { ChatState, ChatStore } from './store';
+
+export const StoreContext = createContext<ChatStore | null>(null);
+export const ClientContext = createContext<ChatClient | null>(null);
+
+export function useChat<T>(selector: (s: ChatState) => T): T {
+  const store = useContext(StoreContext);
+  if (store === null) throw new Error('useChat outside <StoreContext.Provider>');
+  return useStore(store, selector);
+}
+
+export function useChatStore(): ChatStore {
+  const store = useContext(StoreContext);
+  if (store === null) throw new Error('useChatStore outside <StoreContext.Provider>');
+  return store;
+}
+
+/** The live client; null before the first connection is set up. */
+export function useClient(): ChatClient | null {
+  return useContext(ClientContext);
+}
