@@ -1,0 +1,256 @@
+// Browser end-to-end suite: Chromium pages against two real gateway replicas sharing a
+// real Redis. Run with `npm run e2e` (see README.md for the gateway binary it needs).
+
+import assert from 'node:assert/strict';
+import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { artifactsDir, launchBrowser, startGateway, startRedis, waitFor } from './harness.mjs';
+
+const CHANNEL = `e2e-${Date.now().toString(36)}`;
+const RATE_LIMIT = 8;
+const FADE_MS = 5000;
+
+let logDir;
+let redis;
+let gateways = [];
+let browser;
+const pageErrors = [];
+
+function shot(page, name) {
+  return page.screenshot({ path: join(logDir, `${name}.png`) });
+}
+
+async function newPage(label) {
+  const page = await browser.newPage();
+  page.on('pageerror', (e) => pageErrors.push(`${label}: ${e.message}`));
+  page.on('console', (m) => appendFileSync(join(logDir, 'browser-console.log'), `[${label}] ${m.type()}: ${m.text()}\n`));
+  return page;
+}
+
+const connection = (page) => page.locator('[data-testid="connection"]');
+
+async function waitConnected(page, timeout = 15_000) {
+  await page.locator('[data-testid="connection"][data-status="connected"]').waitFor({ timeout });
+}
+
+async function joinAs(page, origin, name, channel) {
+  await page.goto(`${origin}/?channel=${channel}`);
+  const input = page.getByLabel('Your name');
+  await input.fill(name);
+  await page.getByRole('button', { name: `Join #${channel}` }).click();
+  await waitConnected(page);
+}
+
+async function onlineUsers(page) {
+  return page.$$eval('[data-testid="online-list"] li', (els) => els.map((e) => e.getAttribute('data-user')));
+}
+
+async function waitOnline(page, expected, timeout = 15_000) {
+  await waitFor(
+    `online list ${JSON.stringify(expected)}`,
+    async () => JSON.stringify(await onlineUsers(page)) === JSON.stringify(expected),
+    timeout,
+  );
+}
+
+async function canvasBox(page) {
+  const box = await page.getByTestId('canvas').boundingBox();
+  assert.ok(box, 'canvas is visible');
+  return box;
+}
+
+/** Clicks the canvas at (x, y) relative to its top-left, types and presses Enter. */
+async function writeAt(page, x, y, text) {
+  const box = await canvasBox(page);
+  await page.mouse.click(box.x + x, box.y + y);
+  const composer = page.getByTestId('composer');
+  await composer.waitFor();
+  await composer.fill(text);
+  await composer.press('Enter');
+  await composer.waitFor({ state: 'detached' });
+}
+
+function messageFrom(page, user, text) {
+  return page.locator(`[data-testid="message"][data-user="${user}"]`, { hasText: text });
+}
+
+async function viewportOf(page) {
+  const canvas = page.getByTestId('canvas');
+  return {
+    scale: Number(await canvas.getAttribute('data-scale')),
+    offsetX: Number(await canvas.getAttribute('data-offset-x')),
+    offsetY: Number(await canvas.getAttribute('data-offset-y')),
+  };
+}
+
+describe('CanvasChat in a real browser against two gateway replicas', { timeout: 240_000 }, () => {
+  let alice; // page on replica 1
+  let bob; // page on replica 2
+
+  before(async () => {
+    logDir = artifactsDir();
+    redis = await startRedis(logDir);
+    const env = { CANVASCHAT_RATE_LIMIT_PER_MINUTE: String(RATE_LIMIT) };
+    gateways = [
+      await startGateway('gateway-1', { redisUrl: redis.url, logDir, env }),
+      await startGateway('gateway-2', { redisUrl: redis.url, logDir, env }),
+    ];
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.cleanup();
+    for (const g of gateways) await g.stop();
+    await redis?.stop();
+    redis?.cleanup();
+  });
+
+  it('two pages on different replicas see each other in the online list', async () => {
+    alice = await newPage('alice');
+    await alice.goto(`${gateways[0].origin}/?channel=${CHANNEL}`);
+    const name = alice.getByLabel('Your name');
+    await name.fill('not valid!');
+    assert.equal(await name.getAttribute('aria-invalid'), 'true');
+    assert.ok(await alice.getByRole('button', { name: `Join #${CHANNEL}` }).isDisabled());
+    await shot(alice, '01-name-form-invalid');
+    await name.fill('alice');
+    await alice.getByRole('button', { name: `Join #${CHANNEL}` }).click();
+    await waitConnected(alice);
+
+    bob = await newPage('bob');
+    await joinAs(bob, gateways[1].origin, 'bob', CHANNEL);
+
+    await waitOnline(alice, ['alice', 'bob']);
+    await waitOnline(bob, ['alice', 'bob']);
+    assert.equal(await bob.getByTestId('online-count').textContent(), '2 online');
+    await shot(alice, '02-both-online');
+  });
+
+  it('click, type and Enter on one page shows the text at the same canvas spot on the other, then it fades', async () => {
+    const text = 'Hello from alice <b>not bold</b>';
+    await writeAt(alice, 400, 260, text);
+
+    const own = messageFrom(alice, 'alice', text);
+    await own.waitFor();
+    await alice.locator('[data-testid="message"][data-user="alice"][data-status="sent"]').waitFor({ timeout: 5000 });
+
+    const seen = messageFrom(bob, 'alice', text);
+    await seen.waitFor({ timeout: 5000 });
+    const appearedAt = Date.now();
+    assert.equal(await seen.getAttribute('data-x'), '400');
+    assert.equal(await seen.getAttribute('data-y'), '260');
+    assert.equal(await seen.locator('.msg__text').textContent(), text, 'markup is shown as text');
+    assert.equal(await bob.locator('[data-testid="message"] b').count(), 0);
+
+    const [aBox, bBox, aCanvas, bCanvas] = await Promise.all([
+      own.boundingBox(),
+      seen.boundingBox(),
+      canvasBox(alice),
+      canvasBox(bob),
+    ]);
+    assert.ok(aBox && bBox);
+    assert.ok(Math.abs(aBox.x - aCanvas.x - (bBox.x - bCanvas.x)) < 1, 'same x on both canvases');
+    assert.ok(Math.abs(aBox.y - aCanvas.y - (bBox.y - bCanvas.y)) < 1, 'same y on both canvases');
+    await shot(alice, '03-message-sender');
+    await shot(bob, '04-message-receiver');
+
+    await seen.waitFor({ state: 'detached', timeout: FADE_MS + 3000 });
+    const visibleFor = Date.now() - appearedAt;
+    assert.ok(visibleFor >= FADE_MS - 1500, `message faded after ${visibleFor} ms, expected about ${FADE_MS}`);
+    await own.waitFor({ state: 'detached', timeout: FADE_MS + 3000 });
+  });
+
+  it('positions stay in canvas coordinates after zooming and panning', async () => {
+    const box = await canvasBox(bob);
+    await bob.mouse.move(box.x + 600, box.y + 400);
+    await bob.mouse.wheel(0, -100);
+    await bob.mouse.down();
+    await bob.mouse.move(box.x + 500, box.y + 450, { steps: 8 });
+    await bob.mouse.up();
+    const vp = await viewportOf(bob);
+    assert.ok(vp.scale > 1, `wheel zoomed in (scale ${vp.scale})`);
+    assert.notEqual(vp.offsetX, 0);
+    assert.equal(await bob.getByTestId('composer').count(), 0, 'a drag does not open the composer');
+
+    const text = 'where am I?';
+    await writeAt(alice, 200, 150, text);
+    const seen = messageFrom(bob, 'alice', text);
+    await seen.waitFor({ timeout: 5000 });
+    const b = await seen.boundingBox();
+    assert.ok(b);
+    assert.ok(Math.abs(b.x - box.x - (200 * vp.scale + vp.offsetX)) < 1.5, 'x follows the zoomed viewport');
+    assert.ok(Math.abs(b.y - box.y - (150 * vp.scale + vp.offsetY)) < 1.5, 'y follows the zoomed viewport');
+    await shot(bob, '05-zoomed-and-panned');
+
+    await bob.getByTestId('canvas').focus();
+    await bob.keyboard.press('0');
+    assert.deepEqual(await viewportOf(bob), { scale: 1, offsetX: 0, offsetY: 0 });
+  });
+
+  it("closing a page updates the other's online list", async () => {
+    await bob.close();
+    bob = null;
+    await waitOnline(alice, ['alice'], 10_000);
+    assert.equal(await alice.getByTestId('online-count').textContent(), '1 online');
+    await shot(alice, '06-after-bob-left');
+  });
+
+  it('a restarted gateway: the page reconnects by itself, sends what was typed offline, keeps working', async () => {
+    bob = await newPage('bob');
+    await bob.goto(`${gateways[1].origin}/?channel=${CHANNEL}`);
+    await waitConnected(bob); // the name was remembered: no form this time
+    await waitOnline(bob, ['alice', 'bob']);
+    await waitOnline(alice, ['alice', 'bob']);
+
+    await gateways[0].stop();
+    await alice.locator('[data-testid="connection"][data-status="reconnecting"]').waitFor({ timeout: 10_000 });
+    assert.match(await connection(alice).textContent(), /Reconnecting in \d+ s/);
+    await shot(alice, '07-reconnecting');
+
+    const offline = 'typed while offline';
+    await writeAt(alice, 300, 420, offline);
+    await alice.locator('[data-testid="message"][data-status="queued"]', { hasText: offline }).waitFor();
+    await shot(alice, '08-queued-offline');
+    await waitOnline(bob, ['bob'], 10_000);
+
+    await gateways[0].startAndWait();
+    await waitConnected(alice, 40_000);
+    await messageFrom(bob, 'alice', offline).waitFor({ timeout: 10_000 });
+    await alice.locator('[data-testid="message"][data-status="sent"]', { hasText: offline }).waitFor({ timeout: 5000 });
+    await waitOnline(alice, ['alice', 'bob']);
+    await waitOnline(bob, ['alice', 'bob']);
+
+    const after = 'back online';
+    await writeAt(alice, 500, 200, after);
+    await messageFrom(bob, 'alice', after).waitFor({ timeout: 5000 });
+    await shot(alice, '09-reconnected');
+  });
+
+  it('a rate-limited message shows the server error with a retry button, also on a phone-sized page', async () => {
+    const carol = await newPage('carol');
+    await carol.setViewportSize({ width: 390, height: 844 });
+    await carol.goto(`${gateways[1].origin}/?channel=${CHANNEL}-limits`);
+    await waitConnected(carol);
+    await carol.getByRole('button', { name: /Change name/ }).click();
+    await carol.getByLabel('Your name').fill('carol');
+    await carol.getByRole('button', { name: `Join #${CHANNEL}-limits` }).click();
+    await waitConnected(carol);
+    await waitOnline(carol, ['carol']);
+
+    for (let i = 0; i <= RATE_LIMIT; i++) {
+      await writeAt(carol, 20 + (i % 3) * 110, 40 + i * 70, `msg ${i}`);
+    }
+    const failed = carol.locator('[data-testid="message"][data-status="failed"]');
+    await failed.first().waitFor({ timeout: 5000 });
+    const error = (await failed.first().locator('[role="alert"]').textContent()) ?? '';
+    assert.match(error, /^Not sent: .+/);
+    assert.equal(await failed.first().getByRole('button', { name: 'Retry' }).count(), 1);
+    await shot(carol, '10-phone-rate-limited');
+    await carol.close();
+  });
+
+  it('raised no page errors', () => {
+    assert.deepEqual(pageErrors, []);
+  });
+});

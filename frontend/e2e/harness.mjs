@@ -1,0 +1,209 @@
+// Starts the real services the browser suite runs against: one redis-server and
+// gateway replicas built from this repo, all on free 127.0.0.1 ports, plus Chromium.
+
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { homedir, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const FRONTEND_DIR = resolve(here, '..');
+export const REPO_ROOT = resolve(FRONTEND_DIR, '..');
+export const ARTIFACTS_DIR = join(REPO_ROOT, 'tests', 'artifacts', 'frontend');
+
+export function gatewayBinary() {
+  if (process.env.CANVASCHAT_GATEWAY_BIN) return process.env.CANVASCHAT_GATEWAY_BIN;
+  const target = process.env.CARGO_TARGET_DIR ?? join(homedir(), '.cache', 'canvaschat', 'target');
+  return join(target, 'release', 'canvaschat-gateway');
+}
+
+export async function freePort() {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls until `check` resolves truthy, failing with `what` after `timeoutMs`. */
+export async function waitFor(what, check, timeoutMs = 15_000, everyMs = 100) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
+}
+
+/** A child process whose output goes to a log file in the artifacts directory. */
+class Service {
+  constructor(name, command, args, env, logDir) {
+    this.name = name;
+    this.command = command;
+    this.args = args;
+    this.env = env;
+    this.logPath = join(logDir, `${name}.log`);
+    this.log = createWriteStream(this.logPath, { flags: 'a' });
+    this.child = null;
+  }
+
+  start() {
+    this.log.write(`--- start ${new Date().toISOString()}: ${this.command} ${this.args.join(' ')}\n`);
+    const child = spawn(this.command, this.args, {
+      env: { ...process.env, ...this.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.pipe(this.log, { end: false });
+    child.stderr.pipe(this.log, { end: false });
+    this.exited = once(child, 'exit');
+    this.child = child;
+    child.on('exit', (code, signal) => {
+      this.log.write(`--- exit code=${code} signal=${signal}\n`);
+      if (this.child === child) this.child = null;
+    });
+  }
+
+  get running() {
+    return this.child !== null;
+  }
+
+  /** SIGTERM, then SIGKILL if it has not exited within `graceMs`. */
+  async stop(graceMs = 5000) {
+    const child = this.child;
+    if (child === null) return;
+    const exited = this.exited;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+export async function startRedis(logDir) {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'canvaschat-e2e-redis-'));
+  const redis = new Service(
+    'redis',
+    '/usr/bin/redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    {},
+    logDir,
+  );
+  redis.start();
+  redis.url = `redis://127.0.0.1:${port}/0`;
+  redis.cleanup = () => rmSync(dir, { recursive: true, force: true });
+  await waitFor(
+    'redis to accept connections',
+    async () => {
+      if (!redis.running) throw new Error(`redis-server exited, see ${redis.logPath}`);
+      return canConnect(port);
+    },
+    10_000,
+  );
+  return redis;
+}
+
+async function canConnect(port) {
+  const { connect } = await import('node:net');
+  return new Promise((resolveConnect) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolveConnect(true);
+    });
+    socket.once('error', () => resolveConnect(false));
+  });
+}
+
+export async function startGateway(name, { redisUrl, logDir, env = {} }) {
+  const bin = gatewayBinary();
+  if (!existsSync(bin)) {
+    throw new Error(
+      `gateway binary not found at ${bin}; build it with ` +
+        '`cargo build --release -p canvaschat-gateway` or set CANVASCHAT_GATEWAY_BIN',
+    );
+  }
+  const port = await freePort();
+  const gateway = new Service(
+    name,
+    bin,
+    [],
+    {
+      CANVASCHAT_LISTEN: `127.0.0.1:${port}`,
+      CANVASCHAT_REDIS_URL: redisUrl,
+      CANVASCHAT_STATIC_DIR: join(FRONTEND_DIR, 'dist'),
+      CANVASCHAT_PRESENCE_HEARTBEAT_SECONDS: '1',
+      CANVASCHAT_PRESENCE_TTL_SECONDS: '4',
+      CANVASCHAT_SHUTDOWN_GRACE_SECONDS: '1',
+      RUST_LOG: process.env.RUST_LOG ?? 'info',
+      ...env,
+    },
+    logDir,
+  );
+  gateway.port = port;
+  gateway.origin = `http://127.0.0.1:${port}`;
+  gateway.startAndWait = async () => {
+    gateway.start();
+    await waitFor(
+      `${name} to be ready on ${gateway.origin}/ready`,
+      async () => {
+        if (!gateway.running) throw new Error(`${name} exited, see ${gateway.logPath}`);
+        const res = await fetch(`${gateway.origin}/ready`);
+        return res.status === 200;
+      },
+      20_000,
+      200,
+    );
+  };
+  await gateway.startAndWait();
+  return gateway;
+}
+
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/**
+ * Debian's Chromium with a fresh profile. Each gateway is its own origin, so pages on
+ * different replicas keep separate localStorage (and so separate names) in one profile.
+ */
+export async function launchBrowser() {
+  const userDataDir = mkdtempSync(join(tmpdir(), 'canvaschat-e2e-chromium-'));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 800 },
+  });
+  context.cleanup = async () => {
+    await context.close().catch(() => {});
+    rmSync(userDataDir, { recursive: true, force: true });
+  };
+  return context;
+}
+
+export function artifactsDir() {
+  mkdirSync(ARTIFACTS_DIR, { recursive: true });
+  return ARTIFACTS_DIR;
+}
