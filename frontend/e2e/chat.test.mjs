@@ -212,7 +212,7 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     await writeAt(alice, 300, 420, offline);
     await alice.locator('[data-testid="message"][data-status="queued"]', { hasText: offline }).waitFor();
     await shot(alice, '08-queued-offline');
-    await waitOnline(bob, ['bob'], 10_000);
+    await waitOnline(bob, ['bob'], 15_000);
 
     await gateways[0].startAndWait();
     await waitConnected(alice, 40_000);

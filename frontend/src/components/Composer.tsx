@@ -1,4 +1,4 @@
-import { useEffect, useId, useRef } from 'react';
+import { useId, useLayoutEffect, useRef } from 'react';
 import type { Position } from '../lib/protocol';
 
 export interface ComposerState {
@@ -24,7 +24,9 @@ export function Composer({ state, screen, colour, onChange, onSubmit, onCancel }
   const errorId = useId();
   const { x, y } = state.position;
 
-  useEffect(() => {
+  // Focus during the commit of the tap itself: phones only raise the keyboard for focus
+  // that happens inside the user's gesture.
+  useLayoutEffect(() => {
     inputRef.current?.focus({ preventScroll: true });
   }, [x, y]);
 

@@ -73,6 +73,14 @@ describe('own message lifecycle', () => {
     expect(s().notice).toBeNull();
   });
 
+  it('an error naming an unknown client_msg_id fails nothing else and becomes a notice', () => {
+    s().compose('c-1', 'one', at);
+    s().markSending('c-1');
+    s().receive({ type: 'error', code: 'rate_limited', message: 'slow down', client_msg_id: 'c-gone' });
+    expect(byKey('c-1')?.status).toBe('sending');
+    expect(s().notice?.text).toBe('slow down');
+  });
+
   it('an error with nothing pending becomes a notice that goes away', () => {
     s().receive({ type: 'error', code: 'invalid_message', message: 'something odd' });
     expect(s().notice?.text).toBe('something odd');

@@ -242,11 +242,12 @@ export function createChatStore(): ChatStore {
             return;
           }
           case 'error': {
-            const byId =
+            // With an id the error is about that message alone (which may be gone already);
+            // without one, the server answers frames in order, so it is the oldest on the wire.
+            const target =
               frame.client_msg_id === undefined
-                ? undefined
+                ? s.messages.find((x) => x.own && x.status === 'sending')
                 : s.messages.find((x) => x.own && x.key === frame.client_msg_id);
-            const target = byId ?? s.messages.find((x) => x.own && x.status === 'sending');
             if (target !== undefined) {
               failMessage(target.key, frame.message);
             } else {
