@@ -1,0 +1,263 @@
+//! Gateway settings, read once at start from `CANVASCHAT_*` environment variables or the
+//! matching `--flags`.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "canvaschat-gateway",
+    version,
+    about = "CanvasChat WebSocket gateway: canvas chat fan-out over Redis pub/sub, with presence"
+)]
+pub struct Config {
+    /// HTTP and WebSocket listen address.
+    #[arg(long, env = "CANVASCHAT_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Redis URL, `redis://[:password@]host:port/db`. Unset: embedded in-process broker
+    /// (single replica, for local use).
+    #[arg(long, env = "CANVASCHAT_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Largest accepted client frame, in bytes.
+    #[arg(long, env = "CANVASCHAT_MAX_MESSAGE_BYTES", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
+    pub max_message_bytes: u32,
+
+    /// Chat messages per user per minute, across all replicas.
+    #[arg(long, env = "CANVASCHAT_RATE_LIMIT_PER_MINUTE", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit_per_minute: u32,
+
+    /// How often a live connection refreshes its presence, in seconds.
+    #[arg(long, env = "CANVASCHAT_PRESENCE_HEARTBEAT_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub presence_heartbeat_seconds: u64,
+
+    /// Presence of a connection that stopped refreshing expires after this many seconds.
+    #[arg(long, env = "CANVASCHAT_PRESENCE_TTL_SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(2..=86_400))]
+    pub presence_ttl_seconds: u64,
+
+    /// Directory of the built frontend served at `/` (default: `frontend/dist` if present).
+    #[arg(long, env = "CANVASCHAT_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// Comma-separated Origin allow-list for the WebSocket upgrade (unset: any origin).
+    #[arg(long, env = "CANVASCHAT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Drain time after SIGTERM, in seconds.
+    #[arg(long, env = "CANVASCHAT_SHUTDOWN_GRACE_SECONDS", default_value_t = 25,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_grace_seconds: u64,
+
+    /// Most WebSocket connections this process accepts at once.
+    #[arg(long, env = "CANVASCHAT_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Frames queued for one slow client before it is disconnected.
+    #[arg(long, env = "CANVASCHAT_SEND_QUEUE_FRAMES", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub send_queue_frames: u32,
+
+    /// Log format; the level comes from `RUST_LOG` (default `info`).
+    #[arg(long, env = "CANVASCHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error(
+        "CANVASCHAT_PRESENCE_HEARTBEAT_SECONDS ({heartbeat}) must be less than CANVASCHAT_PRESENCE_TTL_SECONDS ({ttl}), or presence expires between heartbeats"
+    )]
+    HeartbeatNotBelowTtl { heartbeat: u64, ttl: u64 },
+    #[error("CANVASCHAT_REDIS_URL must start with redis:// or rediss://")]
+    RedisScheme,
+    #[error(
+        "CANVASCHAT_ALLOWED_ORIGINS entry {0:?} is not an origin like https://chat.example.com"
+    )]
+    BadOrigin(String),
+    #[error("CANVASCHAT_STATIC_DIR {0} is not a directory")]
+    StaticDirMissing(PathBuf),
+}
+
+impl Config {
+    /// Checks rules that span several settings and normalises the origin list.
+    pub fn validate(mut self) -> Result<Self, ConfigError> {
+        if self.presence_heartbeat_seconds >= self.presence_ttl_seconds {
+            return Err(ConfigError::HeartbeatNotBelowTtl {
+                heartbeat: self.presence_heartbeat_seconds,
+                ttl: self.presence_ttl_seconds,
+            });
+        }
+        if let Some(url) = &self.redis_url {
+            if url.trim().is_empty() {
+                self.redis_url = None;
+            } else if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError::RedisScheme);
+            }
+        }
+        let mut origins = Vec::with_capacity(self.allowed_origins.len());
+        for origin in &self.allowed_origins {
+            let origin = origin.trim().trim_end_matches('/');
+            if origin.is_empty() {
+                continue;
+            }
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin
+                    .split("://")
+                    .nth(1)
+                    .is_some_and(|rest| rest.contains('/'))
+            {
+                return Err(ConfigError::BadOrigin(origin.to_owned()));
+            }
+            origins.push(origin.to_ascii_lowercase());
+        }
+        self.allowed_origins = origins;
+        if let Some(dir) = &self.static_dir
+            && !dir.is_dir()
+        {
+            return Err(ConfigError::StaticDirMissing(dir.clone()));
+        }
+        if self.static_dir.is_none() {
+            let default = PathBuf::from("frontend/dist");
+            self.static_dir = default.is_dir().then_some(default);
+        }
+        Ok(self)
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.presence_heartbeat_seconds)
+    }
+
+    pub fn presence_ttl(&self) -> Duration {
+        Duration::from_secs(self.presence_ttl_seconds)
+    }
+
+    /// How often expired presence is swept: often enough that a dead replica's users are
+    /// announced soon after their TTL, rarely enough to stay cheap with many channels.
+    pub fn sweep_interval(&self) -> Duration {
+        Duration::from_millis((self.presence_ttl_seconds * 100).clamp(500, 30_000))
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+
+    /// Whether a WebSocket upgrade from this `Origin` header is allowed.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        match origin {
+            // Non-browser clients send no Origin; the list protects browsers from
+            // cross-site use, which always carries one.
+            None => true,
+            Some(_) if self.allowed_origins.is_empty() => true,
+            Some(origin) => {
+                let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+                self.allowed_origins
+                    .iter()
+                    .any(|allowed| *allowed == origin)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut argv = vec!["canvaschat-gateway"];
+        argv.extend_from_slice(args);
+        Config::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = parse(&[]);
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.max_message_bytes, 4096);
+        assert_eq!(c.rate_limit_per_minute, 100);
+        assert_eq!(c.presence_heartbeat_seconds, 60);
+        assert_eq!(c.presence_ttl_seconds, 300);
+        assert_eq!(c.shutdown_grace_seconds, 25);
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert!(c.allowed_origins.is_empty());
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn heartbeat_must_be_below_ttl() {
+        let c = parse(&[
+            "--presence-heartbeat-seconds",
+            "10",
+            "--presence-ttl-seconds",
+            "10",
+        ]);
+        assert_eq!(
+            c.validate().err(),
+            Some(ConfigError::HeartbeatNotBelowTtl {
+                heartbeat: 10,
+                ttl: 10
+            })
+        );
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused_by_the_parser() {
+        let argv = ["canvaschat-gateway", "--max-message-bytes", "1"];
+        assert!(Config::try_parse_from(argv).is_err());
+    }
+
+    #[test]
+    fn origins_are_normalised_and_checked() {
+        let c = parse(&[
+            "--allowed-origins",
+            "https://Chat.Example.com/, http://localhost:5173",
+        ])
+        .validate()
+        .unwrap();
+        assert!(c.origin_allowed(Some("https://chat.example.com")));
+        assert!(c.origin_allowed(Some("http://localhost:5173/")));
+        assert!(!c.origin_allowed(Some("https://evil.example.com")));
+        assert!(c.origin_allowed(None));
+        let bad = parse(&["--allowed-origins", "chat.example.com"]).validate();
+        assert_eq!(
+            bad.err(),
+            Some(ConfigError::BadOrigin("chat.example.com".into()))
+        );
+    }
+
+    #[test]
+    fn any_origin_when_unset() {
+        let c = parse(&[]).validate().unwrap();
+        assert!(c.origin_allowed(Some("https://anything.example")));
+    }
+
+    #[test]
+    fn redis_url_needs_a_redis_scheme() {
+        let c = parse(&["--redis-url", "http://localhost:6379"]);
+        assert_eq!(c.validate().err(), Some(ConfigError::RedisScheme));
+    }
+
+    #[test]
+    fn sweep_interval_scales_with_ttl() {
+        assert_eq!(parse(&[]).sweep_interval(), Duration::from_secs(30));
+        let short = parse(&[
+            "--presence-heartbeat-seconds",
+            "1",
+            "--presence-ttl-seconds",
+            "3",
+        ]);
+        assert_eq!(short.sweep_interval(), Duration::from_millis(500));
+    }
+}

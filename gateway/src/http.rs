@@ -1,0 +1,202 @@
+//! HTTP surface: probes, metrics, the WebSocket upgrade and the static frontend.
+
+use std::{collections::HashMap, path::Path, sync::Arc};
+
+use axum::{
+    Json, Router,
+    extract::{Query, Request, State, WebSocketUpgrade},
+    http::{HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::json;
+use tower_http::{
+    services::{ServeDir, ServeFile},
+    trace::TraceLayer,
+};
+
+use crate::{
+    app::App,
+    metrics::RejectReason,
+    protocol::{DEFAULT_CHANNEL, timestamp, validate_name},
+    session::Session,
+};
+
+pub fn router(app: Arc<App>) -> Router {
+    let api = Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/api/chat", get(chat_upgrade))
+        .with_state(app.clone());
+    let router = match &app.config.static_dir {
+        Some(dir) => api.fallback_service(static_files(dir)),
+        None => api.fallback(no_frontend),
+    };
+    router
+        .layer(middleware::from_fn(cache_headers))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// The built frontend, with unknown paths answered by `index.html` so client-side routes
+/// survive a reload.
+fn static_files(dir: &Path) -> ServeDir<ServeFile> {
+    ServeDir::new(dir)
+        .precompressed_gzip()
+        .fallback(ServeFile::new(dir.join("index.html")))
+}
+
+/// Vite puts content-hashed files under `/assets/`; those never change, everything else
+/// (notably `index.html`) must be revalidated so a deploy is picked up at once.
+async fn cache_headers(request: Request, next: Next) -> Response {
+    let immutable = request.uri().path().starts_with("/assets/");
+    let mut response = next.run(request).await;
+    if response.status().is_success() && !response.headers().contains_key(header::CACHE_CONTROL) {
+        let value = if immutable {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        };
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn no_frontend() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no frontend is served: build it (npm run build in frontend/) or set CANVASCHAT_STATIC_DIR",
+    )
+}
+
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+async fn health() -> Response {
+    Json(json!({"status": "ok", "timestamp": timestamp(chrono::Utc::now())})).into_response()
+}
+
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    if app.draining.is_cancelled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining", "checks": {"redis": "draining", "pubsub": "draining"}})),
+        )
+            .into_response();
+    }
+    let health = app.broker.health().await;
+    let check = |ok: bool| if ok { "ok" } else { "failing" };
+    let body = json!({
+        "status": if health.store && health.pubsub { "ready" } else { "not_ready" },
+        "checks": {"redis": check(health.store), "pubsub": check(health.pubsub)},
+        "broker": app.broker_name(),
+    });
+    let status = if health.store && health.pubsub {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    match app.metrics.render() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "metrics could not be encoded",
+        ),
+    }
+}
+
+async fn chat_upgrade(
+    State(app): State<Arc<App>>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let reject = |status, code, reason, message: &str| {
+        app.metrics.reject(reason);
+        error_response(status, code, message)
+    };
+    let user = params.get("uid").map(String::as_str).unwrap_or_default();
+    let channel = params
+        .get("channel")
+        .map(String::as_str)
+        .unwrap_or(DEFAULT_CHANNEL);
+    if let Err(error) = validate_name("uid", user).and_then(|()| validate_name("channel", channel))
+    {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            RejectReason::BadRequest,
+            &error.to_string(),
+        );
+    }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                "not_websocket",
+                RejectReason::BadRequest,
+                &format!("expected a WebSocket upgrade: {rejection}"),
+            );
+        }
+    };
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or("\u{0}"));
+    if !app.config.origin_allowed(origin) {
+        return reject(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            RejectReason::Origin,
+            "this Origin is not in CANVASCHAT_ALLOWED_ORIGINS",
+        );
+    }
+    if app.draining.is_cancelled() {
+        return reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            RejectReason::Draining,
+            "this gateway is shutting down; reconnect to another",
+        );
+    }
+    let Ok(permit) = app.connection_slots.clone().try_acquire_owned() else {
+        return reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            RejectReason::ConnectionLimit,
+            "this gateway is at its connection limit; retry shortly",
+        );
+    };
+    let session = Session {
+        app: app.clone(),
+        user: user.to_owned(),
+        channel: channel.to_owned(),
+        permit,
+    };
+    let limit = app.config.max_message_bytes as usize;
+    upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| session.run(socket))
+}

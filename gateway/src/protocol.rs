@@ -1,0 +1,502 @@
+//! The wire protocol: JSON text frames between browsers and the gateway, the validation of
+//! user ids and channel names, and the envelope that carries frames between replicas.
+//!
+//! Everything here is pure so it can be unit tested without sockets or Redis.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Longest user id or channel name, in bytes (all allowed characters are ASCII).
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest `client_msg_id` echoed back in an ack.
+pub const MAX_CLIENT_MSG_ID_LEN: usize = 128;
+/// Channel used when the upgrade request names none.
+pub const DEFAULT_CHANNEL: &str = "default";
+
+/// Why a user id or channel name was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NameError {
+    #[error("{field} is required")]
+    Missing { field: &'static str },
+    #[error("{field} must be at most {MAX_NAME_LEN} characters, got {len}")]
+    TooLong { field: &'static str, len: usize },
+    #[error("{field} may only contain letters, digits, '_', '.' and '-'")]
+    BadCharacter { field: &'static str },
+}
+
+/// Checks a user id or channel name against `[A-Za-z0-9_.-]{1,64}`.
+pub fn validate_name(field: &'static str, value: &str) -> Result<(), NameError> {
+    if value.is_empty() {
+        return Err(NameError::Missing { field });
+    }
+    if value.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong {
+            field,
+            len: value.len(),
+        });
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err(NameError::BadCharacter { field });
+    }
+    Ok(())
+}
+
+/// A point on the shared canvas, in canvas coordinates.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    pub x: f64,
+    pub y: f64,
+}
+
+/// A frame sent by a client, after validation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientFrame {
+    Chat {
+        payload: String,
+        position: Position,
+        client_msg_id: Option<String>,
+    },
+}
+
+/// The raw shape of a client frame before validation; unknown fields are ignored so that
+/// newer clients keep working against older gateways.
+#[derive(Deserialize)]
+struct RawClientFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    payload: Option<serde_json::Value>,
+    position: Option<RawPosition>,
+    client_msg_id: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawPosition {
+    x: serde_json::Value,
+    y: serde_json::Value,
+}
+
+/// A client frame that cannot be accepted; the connection stays open.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("frame is not valid JSON of the form {{\"type\":...}}: {0}")]
+    Malformed(String),
+    #[error("unknown frame type {0:?}; expected \"chat\"")]
+    UnknownType(String),
+    #[error("chat payload must be a non-empty string")]
+    EmptyPayload,
+    #[error("chat position must be an object {{\"x\":number,\"y\":number}} with finite numbers")]
+    BadPosition,
+    #[error("client_msg_id must be a string of at most {MAX_CLIENT_MSG_ID_LEN} characters")]
+    BadClientMsgId,
+}
+
+impl FrameError {
+    /// The machine-readable `code` sent in the error frame.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            FrameError::UnknownType(_) => ErrorCode::UnsupportedType,
+            _ => ErrorCode::InvalidMessage,
+        }
+    }
+}
+
+/// Parses and validates one text frame from a client.
+///
+/// The `client_msg_id`, when it could be read, is returned alongside an error so the
+/// client can tell which of its messages failed.
+pub fn parse_client_frame(text: &str) -> Result<ClientFrame, (FrameError, Option<String>)> {
+    let raw: RawClientFrame =
+        serde_json::from_str(text).map_err(|e| (FrameError::Malformed(short_reason(&e)), None))?;
+    let client_msg_id = match raw.client_msg_id {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(id)) if id.len() <= MAX_CLIENT_MSG_ID_LEN => Some(id),
+        Some(_) => return Err((FrameError::BadClientMsgId, None)),
+    };
+    let fail = |e: FrameError| (e, client_msg_id.clone());
+    if raw.kind != "chat" {
+        return Err(fail(FrameError::UnknownType(raw.kind)));
+    }
+    let payload = match raw.payload {
+        Some(serde_json::Value::String(p)) if !p.trim().is_empty() => p,
+        _ => return Err(fail(FrameError::EmptyPayload)),
+    };
+    let position = raw
+        .position
+        .and_then(|p| {
+            Some(Position {
+                x: finite(&p.x)?,
+                y: finite(&p.y)?,
+            })
+        })
+        .ok_or_else(|| fail(FrameError::BadPosition))?;
+    Ok(ClientFrame::Chat {
+        payload,
+        position,
+        client_msg_id,
+    })
+}
+
+fn finite(value: &serde_json::Value) -> Option<f64> {
+    value.as_f64().filter(|v| v.is_finite())
+}
+
+/// serde_json errors quote the offending input; keep only the category and location so an
+/// error frame never grows with the client's input.
+fn short_reason(err: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        err.classify(),
+        err.line(),
+        err.column()
+    )
+    .to_lowercase()
+}
+
+/// Machine-readable error codes sent to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidMessage,
+    UnsupportedType,
+    TooLarge,
+    RateLimited,
+    BinaryNotSupported,
+    Unavailable,
+}
+
+/// A frame sent by the server. Serialized once per event and shared by every recipient.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    UserSync {
+        channel_id: String,
+        users: Vec<String>,
+        timestamp: String,
+    },
+    UserJoined {
+        channel_id: String,
+        user_id: String,
+        timestamp: String,
+    },
+    UserLeft {
+        channel_id: String,
+        user_id: String,
+        timestamp: String,
+    },
+    Chat {
+        message_id: Uuid,
+        channel_id: String,
+        user_id: String,
+        payload: String,
+        position: Position,
+        timestamp: String,
+    },
+    Ack {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+        message_id: Uuid,
+        timestamp: String,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+    },
+}
+
+impl ServerFrame {
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail: every key is a string and every
+        // number is finite (positions are validated on the way in).
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(r#"{{"type":"error","code":"internal","message":"encode failed: {e}"}}"#)
+        })
+    }
+
+    pub fn error(
+        code: ErrorCode,
+        message: impl Into<String>,
+        client_msg_id: Option<String>,
+    ) -> Self {
+        ServerFrame::Error {
+            code,
+            message: message.into(),
+            client_msg_id,
+        }
+    }
+}
+
+/// RFC 3339 timestamp with millisecond precision, as used in every server frame.
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Identifies one WebSocket connection across the whole deployment: the node id keeps ids
+/// from different replicas apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionId {
+    pub node: Uuid,
+    pub local: u64,
+}
+
+impl std::fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.node.simple(), self.local)
+    }
+}
+
+/// A frame travelling between replicas through the broker: who sent it (so the sending
+/// connection is skipped), when it was published (for the latency histogram), and the
+/// serialized frame, passed through to clients without re-encoding.
+///
+/// Encoded as `<node>.<local or ->|<unix micros>|<frame json>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub sender: Option<ConnectionId>,
+    pub published_at_micros: i64,
+    pub frame: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed broker envelope: {0}")]
+pub struct EnvelopeError(&'static str);
+
+impl Envelope {
+    pub fn encode(&self) -> String {
+        let sender = match self.sender {
+            Some(id) => id.to_string(),
+            None => "-".to_owned(),
+        };
+        format!("{sender}|{}|{}", self.published_at_micros, self.frame)
+    }
+
+    pub fn decode(raw: &str) -> Result<Self, EnvelopeError> {
+        let mut parts = raw.splitn(3, '|');
+        let sender = parts.next().ok_or(EnvelopeError("missing sender"))?;
+        let at = parts.next().ok_or(EnvelopeError("missing timestamp"))?;
+        let frame = parts.next().ok_or(EnvelopeError("missing frame"))?;
+        let sender = if sender == "-" {
+            None
+        } else {
+            let (node, local) = sender
+                .split_once('.')
+                .ok_or(EnvelopeError("sender is not node.local"))?;
+            Some(ConnectionId {
+                node: Uuid::parse_str(node).map_err(|_| EnvelopeError("bad sender node"))?,
+                local: local.parse().map_err(|_| EnvelopeError("bad sender id"))?,
+            })
+        };
+        Ok(Envelope {
+            sender,
+            published_at_micros: at.parse().map_err(|_| EnvelopeError("bad timestamp"))?,
+            frame: frame.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names_follow_the_charset_and_length_rules() {
+        assert_eq!(validate_name("uid", "alice_1.b-2"), Ok(()));
+        assert_eq!(validate_name("uid", &"a".repeat(64)), Ok(()));
+        assert_eq!(
+            validate_name("uid", ""),
+            Err(NameError::Missing { field: "uid" })
+        );
+        assert_eq!(
+            validate_name("uid", &"a".repeat(65)),
+            Err(NameError::TooLong {
+                field: "uid",
+                len: 65
+            })
+        );
+        for bad in ["a b", "a/b", "ä", "<script>", "a\nb", "a|b"] {
+            assert_eq!(
+                validate_name("channel", bad),
+                Err(NameError::BadCharacter { field: "channel" }),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_a_chat_frame() {
+        let frame = parse_client_frame(
+            r#"{"type":"chat","payload":"Hello","position":{"x":120.5,"y":-40},"client_msg_id":"c1","extra":1}"#,
+        );
+        assert_eq!(
+            frame,
+            Ok(ClientFrame::Chat {
+                payload: "Hello".into(),
+                position: Position { x: 120.5, y: -40.0 },
+                client_msg_id: Some("c1".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn client_msg_id_is_optional() {
+        let frame = parse_client_frame(r#"{"type":"chat","payload":"x","position":{"x":0,"y":0}}"#);
+        assert!(matches!(
+            frame,
+            Ok(ClientFrame::Chat {
+                client_msg_id: None,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn refuses_bad_frames_with_the_right_code() {
+        let cases = [
+            ("not json", ErrorCode::InvalidMessage),
+            ("[1,2]", ErrorCode::InvalidMessage),
+            (r#"{"payload":"x"}"#, ErrorCode::InvalidMessage),
+            (r#"{"type":"dance"}"#, ErrorCode::UnsupportedType),
+            (
+                r#"{"type":"chat","position":{"x":1,"y":2}}"#,
+                ErrorCode::InvalidMessage,
+            ),
+            (
+                r#"{"type":"chat","payload":"","position":{"x":1,"y":2}}"#,
+                ErrorCode::InvalidMessage,
+            ),
+            (
+                r#"{"type":"chat","payload":"  ","position":{"x":1,"y":2}}"#,
+                ErrorCode::InvalidMessage,
+            ),
+            (
+                r#"{"type":"chat","payload":5,"position":{"x":1,"y":2}}"#,
+                ErrorCode::InvalidMessage,
+            ),
+            (
+                r#"{"type":"chat","payload":"x"}"#,
+                ErrorCode::InvalidMessage,
+            ),
+            (
+                r#"{"type":"chat","payload":"x","position":{"x":"1","y":2}}"#,
+                ErrorCode::InvalidMessage,
+            ),
+            (
+                r#"{"type":"chat","payload":"x","position":{"x":1e999,"y":2}}"#,
+                ErrorCode::InvalidMessage,
+            ),
+            (
+                r#"{"type":"chat","payload":"x","position":{"x":1}}"#,
+                ErrorCode::InvalidMessage,
+            ),
+            (
+                r#"{"type":"chat","payload":"x","position":{"x":1,"y":2},"client_msg_id":7}"#,
+                ErrorCode::InvalidMessage,
+            ),
+        ];
+        for (input, code) in cases {
+            match parse_client_frame(input) {
+                Err((err, _)) => assert_eq!(err.code(), code, "{input}"),
+                Ok(frame) => panic!("{input} was accepted as {frame:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_chat_still_reports_its_client_msg_id() {
+        let err = parse_client_frame(
+            r#"{"type":"chat","payload":"","position":{"x":1,"y":2},"client_msg_id":"m7"}"#,
+        );
+        assert_eq!(err, Err((FrameError::EmptyPayload, Some("m7".into()))));
+    }
+
+    #[test]
+    fn malformed_json_errors_do_not_echo_input() {
+        let secret = "x".repeat(500);
+        let Err((err, _)) = parse_client_frame(&format!("{{\"type\":{secret}")) else {
+            panic!("accepted");
+        };
+        assert!(err.to_string().len() < 200);
+        assert!(!err.to_string().contains(&secret));
+    }
+
+    #[test]
+    fn server_frames_serialize_to_the_documented_shape() {
+        let id = Uuid::nil();
+        let chat = ServerFrame::Chat {
+            message_id: id,
+            channel_id: "default".into(),
+            user_id: "alice".into(),
+            payload: "Hello".into(),
+            position: Position { x: 120.5, y: -40.0 },
+            timestamp: "t".into(),
+        };
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&chat.to_json()).unwrap(),
+            json!({"type":"chat","message_id":id.to_string(),"channel_id":"default","user_id":"alice",
+                   "payload":"Hello","position":{"x":120.5,"y":-40.0},"timestamp":"t"})
+        );
+        let ack = ServerFrame::Ack {
+            client_msg_id: None,
+            message_id: id,
+            timestamp: "t".into(),
+        };
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&ack.to_json()).unwrap(),
+            json!({"type":"ack","message_id":id.to_string(),"timestamp":"t"})
+        );
+        let err = ServerFrame::error(ErrorCode::RateLimited, "slow down", Some("c".into()));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&err.to_json()).unwrap(),
+            json!({"type":"error","code":"rate_limited","message":"slow down","client_msg_id":"c"})
+        );
+        let sync = ServerFrame::UserSync {
+            channel_id: "c".into(),
+            users: vec!["a".into()],
+            timestamp: "t".into(),
+        };
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&sync.to_json()).unwrap(),
+            json!({"type":"user_sync","channel_id":"c","users":["a"],"timestamp":"t"})
+        );
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(timestamp(at), "2026-01-02T03:04:05.678Z");
+    }
+
+    #[test]
+    fn envelopes_round_trip_and_frames_may_contain_separators() {
+        let env = Envelope {
+            sender: Some(ConnectionId {
+                node: Uuid::new_v4(),
+                local: 42,
+            }),
+            published_at_micros: 1_700_000_000_000_000,
+            frame: r#"{"payload":"a|b|c"}"#.into(),
+        };
+        assert_eq!(Envelope::decode(&env.encode()), Ok(env));
+        let anonymous = Envelope {
+            sender: None,
+            published_at_micros: 5,
+            frame: "{}".into(),
+        };
+        assert_eq!(Envelope::decode(&anonymous.encode()), Ok(anonymous));
+    }
+
+    #[test]
+    fn malformed_envelopes_are_errors() {
+        for raw in ["", "x", "-|", "-|nan|{}", "abc|1|{}", "zz.1|1|{}"] {
+            assert!(Envelope::decode(raw).is_err(), "{raw:?}");
+        }
+    }
+}
