@@ -1,0 +1,529 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, PodSecurityContext, ResourceRequirements, SecurityContext,
+    Toleration,
+};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::defaults;
+use crate::status::CanvasChatStatus;
+use crate::validation::limits;
+
+/// A real-time canvas chat: an autoscaled WebSocket gateway, a Redis StatefulSet for presence
+/// and fan-out, and optionally an Ingress. Every field has a default, so `spec: {}` is a
+/// working chat.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "canvaschat.io",
+    version = "v1alpha1",
+    kind = "CanvasChat",
+    plural = "canvaschats",
+    singular = "canvaschat",
+    shortname = "cchat",
+    namespaced,
+    doc = "A CanvasChat is a running real-time canvas chat: gateway Deployment, Redis, Service, autoscaler and optional Ingress, managed by canvaschat-operator.",
+    status = "CanvasChatStatus",
+    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 47").message("metadata.name must start with a letter, contain only lowercase letters, digits and '-', and be at most 47 characters (child names such as NAME-redis-headless must stay valid DNS labels)"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CanvasChatSpec {
+    /// Stop reconciling this chat. Nothing is deleted; children keep their current state and
+    /// hand edits are no longer reverted until `paused` is false again. Default: false.
+    #[serde(default)]
+    pub paused: bool,
+
+    /// Secrets used to pull the gateway and Redis images from private registries.
+    /// Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+
+    /// The WebSocket gateway Deployment, its autoscaling and disruption budget.
+    #[serde(default)]
+    pub gateway: GatewaySpec,
+
+    /// The Redis StatefulSet that carries presence and cross-replica fan-out.
+    #[serde(default)]
+    pub redis: RedisSpec,
+
+    /// Public exposure through an Ingress. Disabled by default: the chat is then reachable
+    /// in-cluster at http://NAME-gateway.NAMESPACE.svc.
+    #[serde(default)]
+    pub ingress: IngressSpec,
+}
+
+/// How an image is pulled.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    /// Always pull the image.
+    Always,
+    /// Pull only when the node does not have the image.
+    #[default]
+    IfNotPresent,
+    /// Never pull; the image must be on the node.
+    Never,
+}
+
+impl PullPolicy {
+    /// The value Kubernetes expects in `imagePullPolicy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// Where pods of one component are scheduled.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Scheduling {
+    /// Node labels a pod's node must carry. Default: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Node and pod (anti-)affinity rules. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Taints the pods tolerate. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+}
+
+/// The gateway Deployment.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpec {
+    /// Gateway container image. Default: ghcr.io/canvaschat/canvaschat-gateway:0.1.0.
+    #[serde(default = "defaults::gateway_image")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+
+    /// Image pull policy. Default: IfNotPresent.
+    #[serde(default)]
+    pub image_pull_policy: PullPolicy,
+
+    /// Fixed number of gateway pods, used only when autoscaling is disabled. Default: 2.
+    #[serde(default = "defaults::gateway_replicas")]
+    #[schemars(range(min = limits::MIN_REPLICAS, max = limits::MAX_REPLICAS))]
+    pub replicas: i32,
+
+    /// CPU and memory requests and limits of the gateway container.
+    /// Default: requests cpu 100m / memory 128Mi, limit memory 256Mi.
+    #[serde(default = "defaults::gateway_resources")]
+    pub resources: ResourceRequirements,
+
+    /// Chat behaviour, passed to the gateway as CANVASCHAT_* environment variables.
+    #[serde(default)]
+    pub settings: GatewaySettings,
+
+    /// Horizontal pod autoscaling (autoscaling/v2). Enabled by default.
+    #[serde(default)]
+    pub autoscaling: AutoscalingSpec,
+
+    /// PodDisruptionBudget for the gateway pods. Enabled by default.
+    #[serde(default)]
+    pub pod_disruption_budget: PodDisruptionBudgetSpec,
+
+    /// Node selector, affinity and tolerations of the gateway pods.
+    #[serde(default)]
+    pub scheduling: Scheduling,
+
+    /// Extra annotations on the gateway pods (e.g. for a service mesh). Default: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+
+    /// Pod-level security context. Default: non-root uid/gid 10001, RuntimeDefault seccomp.
+    #[serde(default = "defaults::gateway_pod_security_context")]
+    pub pod_security_context: PodSecurityContext,
+
+    /// Container security context. Default: non-root, read-only root filesystem, no
+    /// privilege escalation, all capabilities dropped, RuntimeDefault seccomp.
+    #[serde(default = "defaults::container_security_context")]
+    pub security_context: SecurityContext,
+}
+
+impl Default for GatewaySpec {
+    fn default() -> Self {
+        Self {
+            image: defaults::gateway_image(),
+            image_pull_policy: PullPolicy::default(),
+            replicas: defaults::gateway_replicas(),
+            resources: defaults::gateway_resources(),
+            settings: GatewaySettings::default(),
+            autoscaling: AutoscalingSpec::default(),
+            pod_disruption_budget: PodDisruptionBudgetSpec::default(),
+            scheduling: Scheduling::default(),
+            pod_annotations: BTreeMap::new(),
+            pod_security_context: defaults::gateway_pod_security_context(),
+            security_context: defaults::container_security_context(),
+        }
+    }
+}
+
+/// Log verbosity of the gateway (becomes RUST_LOG).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Everything, including per-frame tracing.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal operation.
+    #[default]
+    Info,
+    /// Only warnings and errors.
+    Warn,
+    /// Only errors.
+    Error,
+}
+
+impl LogLevel {
+    /// The RUST_LOG value for this level.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// Gateway behaviour. Each field maps to one CANVASCHAT_* environment variable.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.presenceTtlSeconds > self.presenceHeartbeatSeconds").message("presenceTtlSeconds must be greater than presenceHeartbeatSeconds, otherwise live users expire between heartbeats")
+)]
+pub struct GatewaySettings {
+    /// Largest accepted client frame in bytes (CANVASCHAT_MAX_MESSAGE_BYTES). Default: 4096.
+    #[serde(default = "defaults::max_message_bytes")]
+    #[schemars(range(min = limits::MIN_MESSAGE_BYTES, max = limits::MAX_MESSAGE_BYTES))]
+    pub max_message_bytes: i32,
+
+    /// Chat messages per user per minute, across all replicas
+    /// (CANVASCHAT_RATE_LIMIT_PER_MINUTE). Default: 100.
+    #[serde(default = "defaults::rate_limit_per_minute")]
+    #[schemars(range(min = 1, max = limits::MAX_RATE_LIMIT_PER_MINUTE))]
+    pub rate_limit_per_minute: i32,
+
+    /// How often a live connection refreshes its presence, in seconds
+    /// (CANVASCHAT_PRESENCE_HEARTBEAT_SECONDS). Default: 60.
+    #[serde(default = "defaults::presence_heartbeat_seconds")]
+    #[schemars(range(min = 1, max = limits::MAX_PRESENCE_SECONDS))]
+    pub presence_heartbeat_seconds: i32,
+
+    /// Presence of a connection that stopped refreshing expires after this many seconds
+    /// (CANVASCHAT_PRESENCE_TTL_SECONDS). Must exceed presenceHeartbeatSeconds. Default: 300.
+    #[serde(default = "defaults::presence_ttl_seconds")]
+    #[schemars(range(min = 2, max = limits::MAX_PRESENCE_SECONDS))]
+    pub presence_ttl_seconds: i32,
+
+    /// Gateway log level (RUST_LOG). Logs are JSON. Default: info.
+    #[serde(default)]
+    pub log_level: LogLevel,
+
+    /// Origins allowed to open the WebSocket (CANVASCHAT_ALLOWED_ORIGINS), e.g.
+    /// https://chat.example.com. Empty allows any origin. Default: empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = limits::MAX_ALLOWED_ORIGINS), inner(length(min = 1, max = 256), regex(pattern = r"^https?://[^,\s]+$")))]
+    pub allowed_origins: Vec<String>,
+
+    /// Seconds the gateway drains connections after SIGTERM
+    /// (CANVASCHAT_SHUTDOWN_GRACE_SECONDS). The pod's terminationGracePeriodSeconds is this
+    /// plus 10. Default: 25.
+    #[serde(default = "defaults::shutdown_grace_seconds")]
+    #[schemars(range(min = 0, max = limits::MAX_SHUTDOWN_GRACE_SECONDS))]
+    pub shutdown_grace_seconds: i32,
+
+    /// Cap on WebSocket connections per gateway process (CANVASCHAT_MAX_CONNECTIONS).
+    /// Default: 10000.
+    #[serde(default = "defaults::max_connections")]
+    #[schemars(range(min = 1, max = limits::MAX_CONNECTIONS))]
+    pub max_connections: i32,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: defaults::max_message_bytes(),
+            rate_limit_per_minute: defaults::rate_limit_per_minute(),
+            presence_heartbeat_seconds: defaults::presence_heartbeat_seconds(),
+            presence_ttl_seconds: defaults::presence_ttl_seconds(),
+            log_level: LogLevel::default(),
+            allowed_origins: Vec::new(),
+            shutdown_grace_seconds: defaults::shutdown_grace_seconds(),
+            max_connections: defaults::max_connections(),
+        }
+    }
+}
+
+/// Horizontal pod autoscaling of the gateway. While enabled, the Deployment carries no
+/// `replicas` field so the HPA alone decides the pod count.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must be less than or equal to maxReplicas")
+)]
+pub struct AutoscalingSpec {
+    /// Create a HorizontalPodAutoscaler. When false, gateway.replicas is used. Default: true.
+    #[serde(default = "defaults::enabled")]
+    pub enabled: bool,
+
+    /// Lowest number of gateway pods. Default: 2.
+    #[serde(default = "defaults::min_replicas")]
+    #[schemars(range(min = limits::MIN_REPLICAS, max = limits::MAX_REPLICAS))]
+    pub min_replicas: i32,
+
+    /// Highest number of gateway pods. Default: 10.
+    #[serde(default = "defaults::max_replicas")]
+    #[schemars(range(min = limits::MIN_REPLICAS, max = limits::MAX_REPLICAS))]
+    pub max_replicas: i32,
+
+    /// Target average CPU utilisation, in percent of the CPU request. Default: 70.
+    #[serde(default = "defaults::target_cpu", rename = "targetCPUUtilizationPercentage")]
+    #[schemars(range(min = 1, max = limits::MAX_UTILIZATION_PERCENT))]
+    pub target_cpu_utilization_percentage: i32,
+
+    /// Target average memory utilisation, in percent of the memory request. Default: 80.
+    #[serde(default = "defaults::target_memory")]
+    #[schemars(range(min = 1, max = limits::MAX_UTILIZATION_PERCENT))]
+    pub target_memory_utilization_percentage: i32,
+
+    /// How fast to add pods. Default: no stabilisation window; per 15 s at most +100% or
+    /// +4 pods, whichever is more.
+    #[serde(default = "defaults::scale_up")]
+    pub scale_up: ScalingBehavior,
+
+    /// How fast to remove pods. Default: 300 s stabilisation window; per 60 s at most -50%
+    /// or -2 pods, whichever is more.
+    #[serde(default = "defaults::scale_down")]
+    pub scale_down: ScalingBehavior,
+}
+
+impl Default for AutoscalingSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_replicas: defaults::min_replicas(),
+            max_replicas: defaults::max_replicas(),
+            target_cpu_utilization_percentage: defaults::target_cpu(),
+            target_memory_utilization_percentage: defaults::target_memory(),
+            scale_up: defaults::scale_up(),
+            scale_down: defaults::scale_down(),
+        }
+    }
+}
+
+/// Scaling rate limits for one direction. Within each period the larger of the percent and
+/// pods policies applies.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingBehavior {
+    /// Seconds of past recommendations considered before scaling in this direction.
+    #[schemars(range(min = 0, max = 3600))]
+    pub stabilization_window_seconds: i32,
+    /// Length of one rate-limit period in seconds.
+    #[schemars(range(min = 1, max = 1800))]
+    pub period_seconds: i32,
+    /// At most this percentage of the current pods per period.
+    #[schemars(range(min = 1, max = 1000))]
+    pub percent: i32,
+    /// At most this many pods per period.
+    #[schemars(range(min = 1, max = 1000))]
+    pub pods: i32,
+}
+
+/// PodDisruptionBudget of the gateway.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodDisruptionBudgetSpec {
+    /// Create a PodDisruptionBudget. Default: true.
+    #[serde(default = "defaults::enabled")]
+    pub enabled: bool,
+    /// Gateway pods that voluntary disruptions (node drains) may take down at once.
+    /// Default: 1.
+    #[serde(default = "defaults::pdb_max_unavailable")]
+    #[schemars(range(min = 1, max = limits::MAX_REPLICAS))]
+    pub max_unavailable: i32,
+}
+
+impl Default for PodDisruptionBudgetSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_unavailable: defaults::pdb_max_unavailable(),
+        }
+    }
+}
+
+/// The Redis StatefulSet (one replica).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSpec {
+    /// Redis container image. Default: redis:7.4-alpine.
+    #[serde(default = "defaults::redis_image")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+
+    /// Image pull policy. Default: IfNotPresent.
+    #[serde(default)]
+    pub image_pull_policy: PullPolicy,
+
+    /// CPU and memory requests and limits of the Redis container.
+    /// Default: requests cpu 50m / memory 64Mi, limit memory 256Mi.
+    #[serde(default = "defaults::redis_resources")]
+    pub resources: ResourceRequirements,
+
+    /// Append-only-file persistence (appendonly yes). Default: true.
+    #[serde(default = "defaults::enabled")]
+    pub append_only: bool,
+
+    /// Persistent volume for /data.
+    #[serde(default)]
+    pub storage: StorageSpec,
+
+    /// Require a password. The Secret must be in the CanvasChat's namespace; the gateway and
+    /// Redis read it through secretKeyRef. Default: no password (a NetworkPolicy still admits
+    /// only gateway pods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+
+    /// Node selector, affinity and tolerations of the Redis pod.
+    #[serde(default)]
+    pub scheduling: Scheduling,
+
+    /// Pod-level security context. Default: non-root uid 999 / gid 1000 (the redis user of
+    /// the official image), fsGroup 1000, RuntimeDefault seccomp.
+    #[serde(default = "defaults::redis_pod_security_context")]
+    pub pod_security_context: PodSecurityContext,
+
+    /// Container security context. Default: non-root, read-only root filesystem, no
+    /// privilege escalation, all capabilities dropped, RuntimeDefault seccomp.
+    #[serde(default = "defaults::container_security_context")]
+    pub security_context: SecurityContext,
+}
+
+impl Default for RedisSpec {
+    fn default() -> Self {
+        Self {
+            image: defaults::redis_image(),
+            image_pull_policy: PullPolicy::default(),
+            resources: defaults::redis_resources(),
+            append_only: true,
+            storage: StorageSpec::default(),
+            password_secret_ref: None,
+            scheduling: Scheduling::default(),
+            pod_security_context: defaults::redis_pod_security_context(),
+            security_context: defaults::container_security_context(),
+        }
+    }
+}
+
+/// Persistent storage of Redis.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Use a PersistentVolumeClaim for /data. When false, an emptyDir is used and data is
+    /// lost with the pod. Default: true.
+    #[serde(default = "defaults::enabled")]
+    pub enabled: bool,
+    /// Requested volume size, a Kubernetes quantity. Default: 1Gi.
+    #[serde(default = "defaults::storage_size")]
+    #[schemars(regex(pattern = r"^[1-9][0-9]*(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"))]
+    pub size: String,
+    /// StorageClass of the claim. Unset uses the cluster's default class. Default: unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
+    /// Keep the PersistentVolumeClaim when the CanvasChat is deleted. Default: false (the
+    /// claim is deleted with the StatefulSet; Redis holds only presence and rate-limit
+    /// state).
+    #[serde(default)]
+    pub retain_on_delete: bool,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            size: defaults::storage_size(),
+            storage_class_name: None,
+            retain_on_delete: false,
+        }
+    }
+}
+
+/// A key in a Secret in the CanvasChat's namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret. Default: password.
+    #[serde(default = "defaults::password_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Ingress exposing the gateway: `/api` (WebSocket) and `/` (frontend).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.tlsSecretName) || has(self.host)").message("host is required when tlsSecretName is set")
+)]
+pub struct IngressSpec {
+    /// Create an Ingress. Default: false.
+    #[serde(default)]
+    pub enabled: bool,
+    /// IngressClass to use. Default: nginx.
+    #[serde(default = "defaults::ingress_class")]
+    #[schemars(length(min = 1, max = 253))]
+    pub class_name: String,
+    /// Public host name, e.g. chat.example.com. Unset matches any host. Default: unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    pub host: Option<String>,
+    /// Secret holding the TLS certificate for host (created by cert-manager when its
+    /// annotation is set). Requires host. Default: unset (plain HTTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub tls_secret_name: Option<String>,
+    /// Extra Ingress annotations, e.g. cert-manager.io/cluster-issuer: letsencrypt. They
+    /// override the operator's WebSocket timeout annotations on conflict. Default: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for IngressSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            class_name: defaults::ingress_class(),
+            host: None,
+            tls_secret_name: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for CanvasChatSpec {
+    fn default() -> Self {
+        Self {
+            paused: false,
+            image_pull_secrets: Vec::new(),
+            gateway: GatewaySpec::default(),
+            redis: RedisSpec::default(),
+            ingress: IngressSpec::default(),
+        }
+    }
+}

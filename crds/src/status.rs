@@ -1,0 +1,42 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Condition type: the chat serves traffic (gateway pods ready, Redis ready).
+pub const CONDITION_READY: &str = "Ready";
+/// Condition type: a rollout or scale operation is under way.
+pub const CONDITION_PROGRESSING: &str = "Progressing";
+/// Condition type: something needs a human (invalid spec, failed apply, failed rollout).
+pub const CONDITION_DEGRADED: &str = "Degraded";
+
+/// Observed state of a CanvasChat, computed by the operator from its children.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CanvasChatStatus {
+    /// The metadata.generation this status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Progressing and Degraded, each with a reason and message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Gateway pods that exist (from the Deployment status).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Gateway pods that pass their readiness probe.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Whether the Redis pod is ready.
+    #[serde(default)]
+    pub redis_ready: bool,
+    /// Where users reach the chat: https://HOST with TLS, http://HOST without, or the
+    /// in-cluster http://NAME-gateway.NAMESPACE.svc when there is no Ingress host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl CanvasChatStatus {
+    /// The condition of the given type, if present.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}

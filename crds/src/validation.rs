@@ -1,0 +1,293 @@
+//! Validation of a CanvasChat in Rust. It mirrors the CRD's schema bounds and CEL rules (the
+//! bounds are the same constants) so `render` and the reconciler refuse what the API server
+//! would refuse, e.g. an object stored before a stricter CRD was installed.
+
+use std::fmt;
+
+use crate::spec::{CanvasChat, CanvasChatSpec};
+
+/// Bounds shared by the CRD schema and [`CanvasChat::validate`].
+pub mod limits {
+    pub const MIN_REPLICAS: i32 = 1;
+    pub const MAX_REPLICAS: i32 = 1000;
+    pub const MIN_MESSAGE_BYTES: i32 = 64;
+    pub const MAX_MESSAGE_BYTES: i32 = 1_048_576;
+    pub const MAX_RATE_LIMIT_PER_MINUTE: i32 = 100_000;
+    pub const MAX_PRESENCE_SECONDS: i32 = 86_400;
+    pub const MAX_SHUTDOWN_GRACE_SECONDS: i32 = 3_600;
+    pub const MAX_CONNECTIONS: i32 = 1_000_000;
+    pub const MAX_UTILIZATION_PERCENT: i32 = 500;
+    pub const MAX_ALLOWED_ORIGINS: usize = 64;
+    /// Longest CanvasChat name whose derived child names (NAME-redis-headless) stay valid
+    /// DNS labels of at most 63 characters with room for the StatefulSet pod suffix.
+    pub const MAX_NAME_LEN: usize = 47;
+}
+
+/// Every problem found in one CanvasChat, each prefixed with its field path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid CanvasChat: {}", self.problems.join("; "))
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn range(&mut self, path: &str, value: i32, min: i32, max: i32) {
+        if value < min || value > max {
+            self.0
+                .push(format!("{path}: {value} is outside the allowed range {min}..={max}"));
+        }
+    }
+    fn check(&mut self, ok: bool, message: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push(message());
+        }
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_name(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn is_quantity(s: &str) -> bool {
+    let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, suffix) = s.split_at(digits_end);
+    !digits.is_empty()
+        && !digits.starts_with('0')
+        && ["", "Ki", "Mi", "Gi", "Ti", "Pi", "k", "M", "G", "T", "P"].contains(&suffix)
+}
+
+impl CanvasChat {
+    /// Check the name and spec against the same rules the CRD declares.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let mut p = Problems(Vec::new());
+        match self.metadata.name.as_deref() {
+            Some(name) => p.check(
+                is_dns_label(name)
+                    && name.starts_with(|c: char| c.is_ascii_lowercase())
+                    && name.len() <= limits::MAX_NAME_LEN,
+                || {
+                    format!(
+                        "metadata.name: {name:?} must start with a letter, contain only lowercase letters, digits and '-', and be at most {} characters",
+                        limits::MAX_NAME_LEN
+                    )
+                },
+            ),
+            None => p.0.push("metadata.name: required".to_owned()),
+        }
+        validate_spec(&self.spec, &mut p);
+        if p.0.is_empty() {
+            Ok(())
+        } else {
+            Err(SpecError { problems: p.0 })
+        }
+    }
+}
+
+fn validate_spec(spec: &CanvasChatSpec, p: &mut Problems) {
+    use limits::*;
+    let g = &spec.gateway;
+    p.check(!g.image.is_empty(), || "spec.gateway.image: must not be empty".to_owned());
+    p.range("spec.gateway.replicas", g.replicas, MIN_REPLICAS, MAX_REPLICAS);
+
+    let s = &g.settings;
+    p.range(
+        "spec.gateway.settings.maxMessageBytes",
+        s.max_message_bytes,
+        MIN_MESSAGE_BYTES,
+        MAX_MESSAGE_BYTES,
+    );
+    p.range(
+        "spec.gateway.settings.rateLimitPerMinute",
+        s.rate_limit_per_minute,
+        1,
+        MAX_RATE_LIMIT_PER_MINUTE,
+    );
+    p.range(
+        "spec.gateway.settings.presenceHeartbeatSeconds",
+        s.presence_heartbeat_seconds,
+        1,
+        MAX_PRESENCE_SECONDS,
+    );
+    p.range(
+        "spec.gateway.settings.presenceTtlSeconds",
+        s.presence_ttl_seconds,
+        2,
+        MAX_PRESENCE_SECONDS,
+    );
+    p.check(s.presence_ttl_seconds > s.presence_heartbeat_seconds, || {
+        "spec.gateway.settings: presenceTtlSeconds must be greater than presenceHeartbeatSeconds"
+            .to_owned()
+    });
+    p.range(
+        "spec.gateway.settings.shutdownGraceSeconds",
+        s.shutdown_grace_seconds,
+        0,
+        MAX_SHUTDOWN_GRACE_SECONDS,
+    );
+    p.range(
+        "spec.gateway.settings.maxConnections",
+        s.max_connections,
+        1,
+        MAX_CONNECTIONS,
+    );
+    p.check(s.allowed_origins.len() <= MAX_ALLOWED_ORIGINS, || {
+        format!("spec.gateway.settings.allowedOrigins: at most {MAX_ALLOWED_ORIGINS} entries")
+    });
+    for origin in &s.allowed_origins {
+        let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+            && origin.len() <= 256
+            && !origin.contains(',')
+            && !origin.contains(char::is_whitespace);
+        p.check(ok, || {
+            format!("spec.gateway.settings.allowedOrigins: {origin:?} is not an http(s) origin")
+        });
+    }
+
+    let a = &g.autoscaling;
+    p.range("spec.gateway.autoscaling.minReplicas", a.min_replicas, MIN_REPLICAS, MAX_REPLICAS);
+    p.range("spec.gateway.autoscaling.maxReplicas", a.max_replicas, MIN_REPLICAS, MAX_REPLICAS);
+    p.check(a.min_replicas <= a.max_replicas, || {
+        "spec.gateway.autoscaling: minReplicas must be less than or equal to maxReplicas"
+            .to_owned()
+    });
+    p.range(
+        "spec.gateway.autoscaling.targetCPUUtilizationPercentage",
+        a.target_cpu_utilization_percentage,
+        1,
+        MAX_UTILIZATION_PERCENT,
+    );
+    p.range(
+        "spec.gateway.autoscaling.targetMemoryUtilizationPercentage",
+        a.target_memory_utilization_percentage,
+        1,
+        MAX_UTILIZATION_PERCENT,
+    );
+    for (path, b) in [
+        ("spec.gateway.autoscaling.scaleUp", &a.scale_up),
+        ("spec.gateway.autoscaling.scaleDown", &a.scale_down),
+    ] {
+        p.range(
+            &format!("{path}.stabilizationWindowSeconds"),
+            b.stabilization_window_seconds,
+            0,
+            3600,
+        );
+        p.range(&format!("{path}.periodSeconds"), b.period_seconds, 1, 1800);
+        p.range(&format!("{path}.percent"), b.percent, 1, 1000);
+        p.range(&format!("{path}.pods"), b.pods, 1, 1000);
+    }
+    p.range(
+        "spec.gateway.podDisruptionBudget.maxUnavailable",
+        g.pod_disruption_budget.max_unavailable,
+        1,
+        MAX_REPLICAS,
+    );
+
+    let r = &spec.redis;
+    p.check(!r.image.is_empty(), || "spec.redis.image: must not be empty".to_owned());
+    p.check(is_quantity(&r.storage.size), || {
+        format!(
+            "spec.redis.storage.size: {:?} is not a positive whole quantity such as 1Gi",
+            r.storage.size
+        )
+    });
+    if let Some(secret) = &r.password_secret_ref {
+        p.check(!secret.name.is_empty() && !secret.key.is_empty(), || {
+            "spec.redis.passwordSecretRef: name and key must not be empty".to_owned()
+        });
+    }
+
+    let i = &spec.ingress;
+    p.check(!i.class_name.is_empty(), || {
+        "spec.ingress.className: must not be empty".to_owned()
+    });
+    if let Some(host) = &i.host {
+        p.check(is_dns_name(host), || {
+            format!("spec.ingress.host: {host:?} is not a lowercase DNS name")
+        });
+    }
+    p.check(i.tls_secret_name.is_none() || i.host.is_some(), || {
+        "spec.ingress: host is required when tlsSecretName is set".to_owned()
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> CanvasChat {
+        serde_yaml::from_str(yaml).expect("fixture parses")
+    }
+
+    #[test]
+    fn minimal_spec_is_valid() {
+        let cc = parse("apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata: {name: demo}\nspec: {}\n");
+        assert_eq!(cc.validate(), Ok(()));
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_path() {
+        let cc = parse(
+            r#"
+apiVersion: canvaschat.io/v1alpha1
+kind: CanvasChat
+metadata: {name: 9bad}
+spec:
+  gateway:
+    autoscaling: {minReplicas: 5, maxReplicas: 3}
+    settings: {presenceHeartbeatSeconds: 300, presenceTtlSeconds: 60}
+  redis:
+    storage: {size: "lots"}
+  ingress:
+    tlsSecretName: chat-tls
+"#,
+        );
+        let err = cc.validate().expect_err("invalid");
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 5, "{text}");
+        assert!(text.contains("metadata.name"));
+        assert!(text.contains("minReplicas must be less than or equal to maxReplicas"));
+        assert!(text.contains("presenceTtlSeconds must be greater"));
+        assert!(text.contains("spec.redis.storage.size"));
+        assert!(text.contains("host is required when tlsSecretName is set"));
+    }
+
+    #[test]
+    fn quantities_and_hosts() {
+        assert!(is_quantity("1Gi"));
+        assert!(is_quantity("500M"));
+        assert!(!is_quantity("0"));
+        assert!(!is_quantity("1.5Gi"));
+        assert!(!is_quantity("Gi"));
+        assert!(is_dns_name("chat.example.com"));
+        assert!(!is_dns_name("Chat.example.com"));
+        assert!(!is_dns_name("chat..example.com"));
+    }
+
+    #[test]
+    fn long_names_are_refused() {
+        let name = "a".repeat(limits::MAX_NAME_LEN + 1);
+        let cc = CanvasChat::new(&name, CanvasChatSpec::default());
+        assert!(cc.validate().is_err());
+        let cc = CanvasChat::new(&name[1..], CanvasChatSpec::default());
+        assert!(cc.validate().is_ok());
+    }
+}
