@@ -1,0 +1,273 @@
+"""Installs the operator with helm and runs it the way the cluster allows.
+
+Two modes (CANVASCHAT_E2E_OPERATOR):
+- `process` (local control plane: kwok fakes pods, so nothing in-cluster really runs): the
+  chart is installed with its Deployment scaled to zero and `canvaschat-operator run` runs
+  as host processes authenticated with a token of the chart's ServiceAccount, so the
+  chart's RBAC is what the test exercises.
+- `deployment` (kind or any real cluster): the chart's Deployment runs the operator image.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kube import eventually, kubectl, list_objects
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "canvaschat-operator"
+RELEASE = "canvaschat"
+RELEASE_NAMESPACE = os.environ.get("CANVASCHAT_E2E_OPERATOR_NAMESPACE", "canvaschat-system")
+
+
+def helm(*args: str, timeout: float = 300) -> str:
+    cmd = [os.environ.get("CANVASCHAT_E2E_HELM", "helm"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} exited {proc.returncode}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def release_objects() -> list[dict[str, Any]]:
+    """The objects of the installed chart, from helm's rendered manifest."""
+    return [doc for doc in yaml.safe_load_all(helm("get", "manifest", RELEASE, "-n", RELEASE_NAMESPACE)) if doc]
+
+
+def install_chart(extra_args: list[str]) -> None:
+    helm(
+        "upgrade", "--install", RELEASE, str(CHART),
+        "--namespace", RELEASE_NAMESPACE, "--create-namespace",
+        *extra_args,
+        "--wait", "--timeout", "180s",
+    )
+
+
+def uninstall_chart() -> None:
+    helm("uninstall", RELEASE, "-n", RELEASE_NAMESPACE, "--wait", "--timeout", "120s")
+
+
+def chart_deployment_name() -> str:
+    names = [o["metadata"]["name"] for o in release_objects() if o.get("kind") == "Deployment"]
+    assert len(names) == 1, f"the chart should install exactly one Deployment, found {names}"
+    return names[0]
+
+
+def chart_service_account() -> str:
+    names = [o["metadata"]["name"] for o in release_objects() if o.get("kind") == "ServiceAccount"]
+    assert len(names) == 1, f"the chart should install exactly one ServiceAccount, found {names}"
+    return names[0]
+
+
+def leases() -> dict[str, str]:
+    """holderIdentity of every held Lease in the operator's namespace, by Lease name."""
+    return {
+        lease["metadata"]["name"]: lease["spec"]["holderIdentity"]
+        for lease in list_objects("leases.coordination.k8s.io", RELEASE_NAMESPACE)
+        if (lease.get("spec") or {}).get("holderIdentity")
+    }
+
+
+def service_account_kubeconfig(path: Path, service_account: str) -> Path:
+    """A kubeconfig for the chart's ServiceAccount: same server and CA, a bound token."""
+    admin = json.loads(kubectl("config", "view", "--raw", "--minify", "-o", "json"))
+    cluster = admin["clusters"][0]["cluster"]
+    token = kubectl(
+        "create", "token", service_account, "-n", RELEASE_NAMESPACE, "--duration", "24h"
+    ).strip()
+    ca = cluster.get("certificate-authority-data")
+    if ca is None and cluster.get("certificate-authority"):
+        ca = base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": {"server": cluster["server"], "certificate-authority-data": ca}}],
+        "users": [{"name": service_account, "user": {"token": token}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": service_account}}],
+        "current-context": "e2e",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class OperatorProcess:
+    name: str
+    proc: subprocess.Popen
+    metrics_addr: str
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def http(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://{self.metrics_addr}{path}", timeout=2) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+
+    def ready(self) -> bool:
+        assert self.alive(), f"operator {self.name} exited {self.proc.returncode}; log: {self.log_tail()}"
+        try:
+            return self.http("/readyz")[0] == 200
+        except OSError:
+            return False
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def reconciles(self) -> float:
+        """Total reconciliations this process has run, from its /metrics."""
+        total = 0.0
+        for line in self.http("/metrics")[1].splitlines():
+            if line.startswith("#"):
+                continue
+            metric = line.split("{", 1)[0].split(" ", 1)[0]
+            if "reconcil" in metric and metric.endswith("_total") and "error" not in metric and "fail" not in metric:
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        if self.alive():
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@dataclass
+class ProcessOperator:
+    """The operator as host processes with the chart's ServiceAccount token."""
+
+    binary: Path
+    artifacts: Path
+    processes: list[OperatorProcess] = field(default_factory=list)
+    kubeconfig: Path | None = None
+    started: int = 0
+
+    mode = "process"
+
+    def install(self) -> None:
+        if not self.binary.is_file():
+            raise RuntimeError(
+                f"operator binary {self.binary} is missing: "
+                "run `cargo build --release -p canvaschat-operator` or set CANVASCHAT_OPERATOR_BIN"
+            )
+        install_chart(shlex.split(os.environ.get("CANVASCHAT_E2E_HELM_ARGS", "")))
+        # Nothing in this cluster executes containers: the in-cluster copy stays at zero.
+        kubectl("scale", "deployment", chart_deployment_name(), "-n", RELEASE_NAMESPACE, "--replicas=0")
+        self.kubeconfig = service_account_kubeconfig(
+            self.artifacts / "operator.kubeconfig", chart_service_account()
+        )
+        self.start()
+
+    def start(self) -> OperatorProcess:
+        assert self.kubeconfig is not None
+        self.started += 1
+        name = f"operator-{self.started}"
+        metrics_addr = f"127.0.0.1:{free_port()}"
+        log_path = self.artifacts / f"{name}.log"
+        args = [
+            str(self.binary), "run",
+            "--namespace", RELEASE_NAMESPACE,
+            "--leader-election",
+            "--metrics-addr", metrics_addr,
+        ]
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "RUST_LOG": os.environ.get("RUST_LOG", "info")}
+        # Each replica needs its own identity, as pods have distinct names.
+        env["POD_NAME"] = f"{name}-{os.getpid()}"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        op = OperatorProcess(name, proc, metrics_addr, log_path)
+        self.processes.append(op)
+        eventually(op.ready, timeout=60, what=f"{name} /readyz")
+        return op
+
+    def running(self) -> list[OperatorProcess]:
+        return [p for p in self.processes if p.alive()]
+
+    def restart(self) -> None:
+        for op in self.running():
+            op.stop()
+        self.start()
+
+    def uninstall(self) -> None:
+        for op in self.running():
+            op.stop()
+        uninstall_chart()
+
+    def logs(self) -> str:
+        return "\n".join(f"== {p.name}\n{p.log_tail(200)}" for p in self.processes)
+
+
+@dataclass
+class DeploymentOperator:
+    """The operator as the chart's Deployment (kind, real clusters)."""
+
+    artifacts: Path
+    mode = "deployment"
+
+    def install(self) -> None:
+        install_chart(shlex.split(os.environ.get("CANVASCHAT_E2E_HELM_ARGS", "")))
+        self.wait_rolled_out()
+
+    def wait_rolled_out(self) -> None:
+        kubectl(
+            "rollout", "status", "deployment", chart_deployment_name(), "-n", RELEASE_NAMESPACE,
+            "--timeout=180s", timeout=200,
+        )
+
+    def pods(self) -> list[str]:
+        deployment = json.loads(kubectl("get", "deployment", chart_deployment_name(), "-n", RELEASE_NAMESPACE, "-o", "json"))
+        selector = ",".join(f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items())
+        return [
+            p["metadata"]["name"]
+            for p in list_objects("pods", RELEASE_NAMESPACE, selector)
+            if not p["metadata"].get("deletionTimestamp")
+        ]
+
+    def restart(self) -> None:
+        kubectl("rollout", "restart", "deployment", chart_deployment_name(), "-n", RELEASE_NAMESPACE)
+        self.wait_rolled_out()
+
+    def scale(self, replicas: int) -> None:
+        kubectl("scale", "deployment", chart_deployment_name(), "-n", RELEASE_NAMESPACE, f"--replicas={replicas}")
+        self.wait_rolled_out()
+
+    def uninstall(self) -> None:
+        uninstall_chart()
+
+    def logs(self) -> str:
+        try:
+            return kubectl(
+                "logs", f"deployment/{chart_deployment_name()}", "-n", RELEASE_NAMESPACE,
+                "--all-containers", "--tail=200",
+            )
+        except Exception as err:  # diagnostics only
+            return f"(no logs: {err})"
+
+
+def wait_for_settle(seconds: float) -> None:
+    time.sleep(seconds)

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs the CanvasChat end-to-end suite against the cluster in KUBECONFIG.
+#
+# Without KUBECONFIG it builds and starts the local control plane (tests/controlplane/up.sh),
+# runs the operator as host processes against it and tears it all down on exit.
+# With KUBECONFIG the operator runs as the chart's Deployment (set
+# CANVASCHAT_E2E_OPERATOR=process to run it on this host instead).
+#
+# Extra arguments go to pytest (e.g. -k drift, -x). The last line printed is pytest's summary.
+# Environment: CANVASCHAT_E2E_HELM_ARGS (extra `helm install` arguments, e.g. the operator
+# image), CANVASCHAT_E2E_GATEWAY_IMAGE (gateway image for every CanvasChat the suite
+# creates), CANVASCHAT_E2E_SKIP_BUILD=1 (use already built release binaries).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/canvaschat/target}
+export CANVASCHAT_E2E_ARTIFACTS=${CANVASCHAT_E2E_ARTIFACTS:-$repo/tests/artifacts/e2e}
+export PYTHONDONTWRITEBYTECODE=1
+mkdir -p "$CANVASCHAT_E2E_ARTIFACTS"
+
+say() { echo "e2e: $*" >&2; }
+
+# Python environment, rebuilt only when requirements.txt changes.
+venv=${CANVASCHAT_E2E_VENV:-$HOME/.cache/canvaschat/venv-e2e}
+want=$(sha256sum "$repo/tests/e2e/requirements.txt" | cut -c1-16)
+if [ "$(cat "$venv/.requirements" 2>/dev/null)" != "$want" ]; then
+    say "preparing $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$repo/tests/e2e/requirements.txt"
+    echo "$want" > "$venv/.requirements"
+fi
+
+if [ -z "${KUBECONFIG:-}" ]; then
+    export CANVASCHAT_CP_DIR=${CANVASCHAT_CP_DIR:-/tmp/canvaschat-e2e-controlplane}
+    # Quiet teardown so pytest's summary stays the last line; the log keeps the details.
+    trap '"$repo/tests/controlplane/down.sh" >> "$CANVASCHAT_E2E_ARTIFACTS/controlplane-down.log" 2>&1' EXIT
+    say "starting the local control plane in $CANVASCHAT_CP_DIR"
+    eval "$("$repo/tests/controlplane/up.sh")"
+    export CANVASCHAT_E2E_OPERATOR=${CANVASCHAT_E2E_OPERATOR:-process}
+    cp_bin=$("$repo/tests/controlplane/build.sh" 2>/dev/null | tail -n 1)
+    export PATH=$cp_bin:$PATH
+else
+    export CANVASCHAT_E2E_OPERATOR=${CANVASCHAT_E2E_OPERATOR:-deployment}
+fi
+command -v helm >/dev/null || { say "helm is not installed"; exit 1; }
+
+if [ "${CANVASCHAT_E2E_SKIP_BUILD:-0}" != 1 ]; then
+    say "building canvaschat-operator and canvaschat-gateway (release)"
+    (cd "$repo" && cargo build --release --quiet -p canvaschat-operator -p canvaschat-gateway)
+fi
+
+say "testing $(kubectl config current-context) with the operator as a $CANVASCHAT_E2E_OPERATOR"
+cd "$repo/tests/e2e"
+status=0
+"$venv/bin/python" -m pytest -p no:cacheprovider -rfEs "$@" || status=$?
+exit $status

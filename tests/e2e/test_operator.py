@@ -1,0 +1,101 @@
+"""The operator process itself: a restart rewrites nothing, and with two replicas only the
+leader reconciles until it dies and the other takes over."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any, Callable
+
+import pytest
+
+from conftest import wait_ready
+from expectations import assert_children
+from kube import delete, eventually, get, resource_versions
+from operator_runner import leases
+
+CHAT = "chat"
+SPEC = {"ingress": {"enabled": True, "host": "restart.example.test"}}
+# A fresh operator lists every CanvasChat at start; this is ample time for it to reconcile
+# (and, if it were going to, rewrite) every child.
+SETTLE_SECONDS = 10
+
+
+def test_restart_rewrites_no_child(operator: Any, namespace: str, ready_chat: Callable[..., Any]) -> None:
+    ready_chat(CHAT, SPEC)
+    time.sleep(3)  # let the first reconciles (status updates included) finish
+    before = resource_versions(namespace, CHAT)
+    assert len(before) >= 8, f"children found: {sorted(before)}"
+    operator.restart()
+    if operator.mode == "process":
+        # Wait until the new process has reconciled at least once, so the check is not vacuous.
+        fresh = operator.running()[-1]
+        eventually(lambda: fresh.reconciles() > 0, timeout=60, what="the restarted operator reconciling")
+    time.sleep(SETTLE_SECONDS)
+    after = resource_versions(namespace, CHAT)
+    changed = {k: (before.get(k), v) for k, v in after.items() if before.get(k) != v}
+    assert not changed, f"children rewritten by a restart (resourceVersion before, after): {changed}"
+    wait_ready(namespace, CHAT)
+
+
+def test_only_the_leader_reconciles_and_the_other_takes_over(
+    operator: Any, namespace: str, ready_chat: Callable[..., Any]
+) -> None:
+    if operator.mode != "process":
+        pytest.skip("the two-replica handover is covered by test_leader_handover_in_cluster")
+    ready_chat(CHAT, SPEC)
+    second = operator.start()
+    first = next(p for p in operator.running() if p is not second)
+    holders = leases()
+    assert len(holders) == 1, f"want exactly one held Lease, have {holders}"
+
+    # Both processes are up; cause work and see who does it.
+    base = {p.name: p.reconciles() for p in (first, second)}
+    delete("services", f"{CHAT}-gateway", namespace)
+    eventually(lambda: get("services", f"{CHAT}-gateway", namespace), timeout=60, what="Service recreated")
+    time.sleep(2)
+    did = {p.name: p.reconciles() - base[p.name] for p in (first, second)}
+    workers = [name for name, count in did.items() if count > 0]
+    assert len(workers) == 1, f"reconciliations per process since the edit: {did} (want exactly one worker)"
+    leader, standby = (first, second) if workers[0] == first.name else (second, first)
+
+    leader.stop(signal.SIGKILL)
+    standby_base = standby.reconciles()
+    delete("services", f"{CHAT}-gateway", namespace)
+    eventually(
+        lambda: get("services", f"{CHAT}-gateway", namespace),
+        timeout=90,
+        what=f"{standby.name} taking over the lease and recreating the Service",
+    )
+    assert standby.reconciles() > standby_base
+    assert leases() != holders or len(leases()) == 1
+    assert_children(wait_ready(namespace, CHAT))
+
+
+def test_leader_handover_in_cluster(operator: Any, namespace: str, ready_chat: Callable[..., Any]) -> None:
+    if operator.mode != "deployment":
+        pytest.skip("in process mode test_only_the_leader_reconciles_and_the_other_takes_over covers this")
+    ready_chat(CHAT, SPEC)
+    operator.scale(2)
+    try:
+        holders = eventually(leases, timeout=60, what="a held Lease")
+        assert len(holders) == 1, f"want exactly one held Lease, have {holders}"
+        (lease_name, holder), = holders.items()
+        pods = operator.pods()
+        assert holder in pods, f"lease holder {holder!r} is not one of the operator pods {pods}"
+        delete("pods", holder, operator_namespace(), wait=False)
+        eventually(
+            lambda: leases().get(lease_name) not in (None, holder),
+            timeout=120,
+            what="the other replica taking over the lease",
+        )
+        delete("services", f"{CHAT}-gateway", namespace)
+        eventually(lambda: get("services", f"{CHAT}-gateway", namespace), timeout=60, what="Service recreated by the new leader")
+    finally:
+        operator.scale(1)
+
+
+def operator_namespace() -> str:
+    from operator_runner import RELEASE_NAMESPACE
+
+    return RELEASE_NAMESPACE

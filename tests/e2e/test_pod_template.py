@@ -1,0 +1,211 @@
+"""The pod templates the operator writes are real: run the gateway Deployment's and the
+Redis StatefulSet's containers as local processes, with Service names mapped to loopback,
+and pass a chat between two gateway replicas over WebSockets.
+
+This proves the configuration the operator writes is the configuration the gateway reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from conftest import ARTIFACTS, REPO, TARGET
+from expectations import container_env
+from kube import eventually, get
+
+websockets = pytest.importorskip("websockets")
+
+CHAT = "real"
+SPEC = {
+    "gateway": {
+        "autoscaling": {"enabled": False},
+        "replicas": 2,
+        "settings": {"maxMessageBytes": 2048, "rateLimitPerMinute": 50, "logLevel": "debug"},
+    },
+}
+GATEWAY_BIN = Path(os.environ.get("CANVASCHAT_GATEWAY_BIN", TARGET / "release" / "canvaschat-gateway"))
+REDIS_SERVER = os.environ.get("CANVASCHAT_REDIS_SERVER", "/usr/bin/redis-server")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def argv(container: dict[str, Any], image_entrypoint: str) -> list[str]:
+    """The container's process: command (or the image's entrypoint) followed by args."""
+    command = list(container.get("command") or [image_entrypoint])
+    return command + list(container.get("args") or [])
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    started: list[tuple[subprocess.Popen, Any]] = []
+
+    def start(name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        log = (ARTIFACTS / f"pod-template-{name}.log").open("wb")
+        proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        started.append((proc, log))
+        return proc
+
+    yield start
+    for proc, log in reversed(started):
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        log.close()
+
+
+def redis_command(sts: dict[str, Any], port: int, data_dir: Path) -> list[str]:
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    args = argv(container, "redis-server")
+    assert Path(args[0]).name == "redis-server", f"the Redis container does not run redis-server: {args}"
+    # Same options, on a private loopback port and directory; later options win in redis-server.
+    return [REDIS_SERVER, *args[1:], "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--save", ""]
+
+
+def gateway_env(deployment: dict[str, Any], namespace: str, redis_port: int, listen_port: int, replica: int) -> dict[str, str]:
+    pod = deployment["spec"]["template"]["spec"]
+    env = container_env(pod, namespace)
+    container = pod["containers"][0]
+    for var in container.get("env") or []:
+        field = ((var.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+        if field:  # downward API: what the kubelet would fill in for this replica
+            env[var["name"]] = {
+                "metadata.name": f"{CHAT}-gateway-local-{replica}",
+                "metadata.namespace": namespace,
+                "status.podIP": "127.0.0.1",
+            }.get(field, f"local-{replica}")
+    redis_url = env.get("CANVASCHAT_REDIS_URL")
+    assert redis_url, f"the gateway pod template sets no CANVASCHAT_REDIS_URL: {sorted(env)}"
+    parts = urlsplit(redis_url)
+    assert parts.hostname and parts.hostname.startswith(f"{CHAT}-redis"), f"CANVASCHAT_REDIS_URL {redis_url} names no {CHAT}-redis Service"
+    auth = f"{parts.username or ''}:{parts.password}@" if parts.password else ""
+    env["CANVASCHAT_REDIS_URL"] = urlunsplit((parts.scheme, f"{auth}127.0.0.1:{redis_port}", parts.path, parts.query, ""))
+    env["CANVASCHAT_LISTEN"] = f"127.0.0.1:{listen_port}"
+    static = REPO / "frontend" / "dist"
+    if env.get("CANVASCHAT_STATIC_DIR", "").startswith("/app") or not env.get("CANVASCHAT_STATIC_DIR"):
+        env.pop("CANVASCHAT_STATIC_DIR", None)
+        if static.is_dir():
+            env["CANVASCHAT_STATIC_DIR"] = str(static)
+    env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
+    return env
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+async def recv_type(ws: Any, wanted: str, timeout: float = 10) -> dict[str, Any]:
+    """The next frame of the wanted type (others, such as presence updates, are skipped)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    seen = []
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise AssertionError(f"no {wanted!r} frame within {timeout}s; saw {seen}")
+        try:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), remaining))
+        except TimeoutError:
+            continue
+        if frame.get("type") == wanted:
+            return frame
+        seen.append(frame)
+
+
+async def chat_across_replicas(port_a: int, port_b: int) -> None:
+    channel = f"e2e-{os.getpid()}"
+    async with websockets.connect(f"ws://127.0.0.1:{port_a}/api/chat?uid=alice&channel={channel}") as alice:
+        sync = await recv_type(alice, "user_sync")
+        assert "alice" in sync["users"], sync
+        async with websockets.connect(f"ws://127.0.0.1:{port_b}/api/chat?uid=bob&channel={channel}") as bob:
+            sync = await recv_type(bob, "user_sync")
+            assert {"alice", "bob"} <= set(sync["users"]), f"bob's user_sync across replicas: {sync}"
+            joined = await recv_type(alice, "user_joined")
+            assert joined["user_id"] == "bob", joined
+
+            await alice.send(json.dumps({"type": "chat", "payload": "hello from replica A", "position": {"x": 12.5, "y": -3}, "client_msg_id": "m1"}))
+            ack = await recv_type(alice, "ack")
+            assert ack["client_msg_id"] == "m1", ack
+            got = await recv_type(bob, "chat")
+            assert (got["user_id"], got["payload"], got["position"]) == ("alice", "hello from replica A", {"x": 12.5, "y": -3}), got
+            assert got["message_id"] == ack["message_id"]
+
+            await bob.send(json.dumps({"type": "chat", "payload": "and back from B", "position": {"x": 0, "y": 0}}))
+            got = await recv_type(alice, "chat")
+            assert (got["user_id"], got["payload"]) == ("bob", "and back from B"), got
+
+        left = await recv_type(alice, "user_left")
+        assert left["user_id"] == "bob", left
+
+        # The operator's maxMessageBytes (2048, not the gateway's 4096 default) is enforced:
+        # an oversized frame is refused with too_large or closes the connection as abuse.
+        await alice.send(json.dumps({"type": "chat", "payload": "x" * 3000, "position": {"x": 0, "y": 0}}))
+        try:
+            err = await recv_type(alice, "error")
+            assert err["code"] == "too_large", err
+        except websockets.ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code in (1008, 1009), f"closed with {closed.rcvd}"
+
+
+def test_gateway_and_redis_run_from_the_operator_pod_templates(
+    namespace: str, ready_chat: Callable[..., Any], processes: Callable[..., subprocess.Popen], tmp_path: Path
+) -> None:
+    if not GATEWAY_BIN.is_file():
+        pytest.fail(f"gateway binary {GATEWAY_BIN} is missing: run `cargo build --release -p canvaschat-gateway`")
+    if not shutil.which(REDIS_SERVER):
+        pytest.fail(f"{REDIS_SERVER} is missing: apt-get install -y redis-server")
+    ready_chat(CHAT, SPEC)
+    sts = get("statefulsets.apps", f"{CHAT}-redis", namespace)
+    deployment = get("deployments.apps", f"{CHAT}-gateway", namespace)
+    assert sts and deployment
+
+    redis_port = free_port()
+    (tmp_path / "redis").mkdir()
+    redis = processes("redis", redis_command(sts, redis_port, tmp_path / "redis"))
+    eventually(lambda: redis.poll() is None and socket.create_connection(("127.0.0.1", redis_port), 1).close() is None,
+               timeout=20, what="redis-server listening")
+
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    command = argv(container, str(GATEWAY_BIN))
+    assert Path(command[0]).name == "canvaschat-gateway", f"the gateway container runs {command}"
+    command[0] = str(GATEWAY_BIN)
+    ready_path = container["readinessProbe"]["httpGet"]["path"]
+
+    ports = [free_port(), free_port()]
+    gateways = []
+    for replica, port in enumerate(ports):
+        env = gateway_env(deployment, namespace, redis_port, port, replica)
+        gateways.append(processes(f"gateway-{replica}", command, env))
+
+    def ready() -> bool:
+        for proc, port in zip(gateways, ports):
+            assert proc.poll() is None, f"gateway on {port} exited {proc.returncode}"
+            status, body = http_get(f"http://127.0.0.1:{port}{ready_path}")
+            assert status == 200, f"{ready_path} on {port}: {status} {body}"
+            assert json.loads(body)["checks"] == {"redis": "ok", "pubsub": "ok"}, body
+        return True
+
+    eventually(ready, timeout=30, what="both gateways ready against Redis")
+    asyncio.run(chat_across_replicas(*ports))
