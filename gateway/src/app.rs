@@ -18,6 +18,9 @@ use crate::{
     protocol::{ConnectionId, Envelope, ServerFrame, timestamp},
 };
 
+/// How long HTTP keeps answering after the last socket closed in a drain.
+const DRAIN_LINGER: Duration = Duration::from_secs(1);
+
 pub struct App {
     pub config: Config,
     pub hub: Arc<Hub>,
@@ -187,6 +190,12 @@ impl App {
             tracing::warn!(left, "grace period over with sessions still open");
         } else {
             tracing::info!("drained");
+            // Keep answering probes for a moment: load balancers and the kubelet then see
+            // "not ready" instead of a refused connection while endpoints update.
+            let linger = deadline
+                .saturating_duration_since(Instant::now())
+                .min(DRAIN_LINGER);
+            tokio::time::sleep(linger).await;
         }
         self.stopped.cancel();
         if let Some(redis) = &self.redis {

@@ -163,9 +163,7 @@ impl Config {
             Some(_) if self.allowed_origins.is_empty() => true,
             Some(origin) => {
                 let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-                self.allowed_origins
-                    .iter()
-                    .any(|allowed| *allowed == origin)
+                self.allowed_origins.contains(&origin)
             }
         }
     }

@@ -67,10 +67,9 @@ struct Connection {
 /// What a session gets back when it registers.
 pub struct Registration {
     pub id: ConnectionId,
+    /// Frames broadcast to the channel, bounded so a slow client is closed, not buffered.
     pub queue: mpsc::Receiver<Utf8Bytes>,
     pub closer: Arc<Closer>,
-    /// Queue for frames meant for this connection alone (sync, acks, errors).
-    pub own_queue: mpsc::Sender<Utf8Bytes>,
 }
 
 pub struct Hub {
@@ -122,7 +121,7 @@ impl Hub {
                 id.local,
                 Connection {
                     user: user.to_owned(),
-                    queue: tx.clone(),
+                    queue: tx,
                     closer: closer.clone(),
                 },
             );
@@ -130,7 +129,6 @@ impl Hub {
             id,
             queue: rx,
             closer,
-            own_queue: tx,
         }
     }
 

@@ -26,6 +26,21 @@ pub enum RejectReason {
     SlowConsumer,
 }
 
+impl RejectReason {
+    const ALL: [RejectReason; 10] = [
+        RejectReason::InvalidMessage,
+        RejectReason::UnsupportedType,
+        RejectReason::TooLarge,
+        RejectReason::Binary,
+        RejectReason::Unavailable,
+        RejectReason::BadRequest,
+        RejectReason::Origin,
+        RejectReason::ConnectionLimit,
+        RejectReason::Draining,
+        RejectReason::SlowConsumer,
+    ];
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: RejectReason,
@@ -38,8 +53,17 @@ pub enum RedisOp {
     Subscribe,
     Presence,
     RateLimit,
-    Ping,
     Connection,
+}
+
+impl RedisOp {
+    const ALL: [RedisOp; 5] = [
+        RedisOp::Publish,
+        RedisOp::Subscribe,
+        RedisOp::Presence,
+        RedisOp::RateLimit,
+        RedisOp::Connection,
+    ];
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -118,6 +142,14 @@ impl Default for Metrics {
             "Failed Redis operations, by operation",
             redis_errors.clone(),
         );
+        // Every label starts at zero so dashboards and alerts see the series before the
+        // first failure.
+        for reason in RejectReason::ALL {
+            let _ = rejected.get_or_create(&ReasonLabel { reason });
+        }
+        for op in RedisOp::ALL {
+            let _ = redis_errors.get_or_create(&OpLabel { op });
+        }
         Metrics {
             registry,
             connections_active,

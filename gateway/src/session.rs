@@ -27,9 +27,11 @@ use crate::{
 /// flooding and is disconnected.
 const BINARY_FRAMES_TOLERATED: u32 = 5;
 /// Server pings keep idle connections alive through proxies and detect dead peers.
-const MAX_PING_INTERVAL: Duration = Duration::from_secs(30);
-/// A peer silent for this many ping intervals (not even a pong) is gone.
-const MISSED_PINGS: u32 = 3;
+const PING_INTERVAL: Duration = Duration::from_secs(30);
+/// A peer silent this long (not even a pong) is gone.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Frames for this connection alone (sync, acks, errors) waiting to be written.
+const OWN_QUEUE_FRAMES: usize = 64;
 /// Time for the close frame to go out before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -51,18 +53,23 @@ impl Session {
             connection: registration.id.to_string(),
         };
         let (sink, stream) = socket.split();
-        let writer = tokio::spawn(write_frames(
-            sink,
-            registration.queue,
-            registration.closer.clone(),
-            ping_interval(&app),
-        ));
+        let (own_tx, own_rx) = mpsc::channel(OWN_QUEUE_FRAMES);
         let own = OwnQueue {
-            queue: registration.own_queue,
+            queue: own_tx,
             closer: registration.closer.clone(),
         };
+        let greeted = self.greet(&member, registration.id, &own).await;
+        // Started after the greeting so `user_sync` is the first frame the client sees, even
+        // when broadcasts arrived in the meantime: the writer prefers this connection's own
+        // frames.
+        let writer = tokio::spawn(write_frames(
+            sink,
+            own_rx,
+            registration.queue,
+            registration.closer.clone(),
+        ));
 
-        if let Err(reason) = self.greet(&member, registration.id, &own).await {
+        if let Err(reason) = greeted {
             tracing::warn!(
                 user = self.user,
                 channel = self.channel,
@@ -152,12 +159,8 @@ impl Session {
     }
 }
 
-fn ping_interval(app: &App) -> Duration {
-    app.config.heartbeat().min(MAX_PING_INTERVAL)
-}
-
-/// Frames for this connection alone. They share the bounded queue with broadcast frames,
-/// so a client that stops reading is closed instead of growing memory.
+/// Frames for this connection alone, in a bounded queue of their own: a client that stops
+/// reading is closed instead of growing memory.
 struct OwnQueue {
     queue: mpsc::Sender<Utf8Bytes>,
     closer: Arc<Closer>,
@@ -185,8 +188,7 @@ struct Reader<'a> {
 impl Reader<'_> {
     async fn run(mut self, mut stream: futures::stream::SplitStream<WebSocket>, closer: &Closer) {
         let app = self.session.app.clone();
-        let ping = ping_interval(&app);
-        let mut idle_check = tokio::time::interval(ping);
+        let mut idle_check = tokio::time::interval(PING_INTERVAL);
         loop {
             let next = tokio::select! {
                 _ = closer.closed() => return,
@@ -195,7 +197,7 @@ impl Reader<'_> {
                     return;
                 }
                 _ = idle_check.tick() => {
-                    if self.last_seen.elapsed() > ping * MISSED_PINGS {
+                    if self.last_seen.elapsed() > IDLE_TIMEOUT {
                         closer.close(close_code::GOING_AWAY, "no response to pings");
                         return;
                     }
@@ -324,33 +326,27 @@ fn is_capacity_error(error: axum::Error) -> bool {
 
 async fn write_frames(
     mut sink: SplitSink<WebSocket, Message>,
-    mut queue: mpsc::Receiver<Utf8Bytes>,
+    mut own: mpsc::Receiver<Utf8Bytes>,
+    mut broadcast: mpsc::Receiver<Utf8Bytes>,
     closer: Arc<Closer>,
-    ping: Duration,
 ) {
-    let mut pings = tokio::time::interval(ping);
+    let mut pings = tokio::time::interval(PING_INTERVAL);
     pings.tick().await;
     loop {
-        tokio::select! {
+        let message = tokio::select! {
             biased;
             (code, reason) = closer.closed() => {
                 let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
                 return;
             }
-            frame = queue.recv() => {
-                let Some(frame) = frame else { return };
-                if sink.send(Message::Text(frame)).await.is_err() {
-                    closer.close(close_code::GOING_AWAY, "send failed");
-                    return;
-                }
-            }
-            _ = pings.tick() => {
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
-                    closer.close(close_code::GOING_AWAY, "send failed");
-                    return;
-                }
-            }
+            Some(frame) = own.recv() => Message::Text(frame),
+            Some(frame) = broadcast.recv() => Message::Text(frame),
+            _ = pings.tick() => Message::Ping(Default::default()),
+        };
+        if sink.send(message).await.is_err() {
+            closer.close(close_code::GOING_AWAY, "send failed");
+            return;
         }
     }
 }

@@ -1,0 +1,254 @@
+//! Behaviour every broker must show. Each scenario takes the replicas to spread clients over;
+//! with the embedded broker that is one gateway named twice.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{Client, Gateway, join, raw_get, users};
+
+pub async fn sync_join_chat_ack_and_left(a: &Gateway, b: &Gateway) {
+    let (mut alice, sync) = join(a, "alice", "lobby").await;
+    assert_eq!(users(&sync), vec!["alice"]);
+    assert_eq!(sync["channel_id"], "lobby");
+    assert!(sync["timestamp"].as_str().is_some());
+
+    let (mut bob, sync) = join(b, "bob", "lobby").await;
+    assert_eq!(
+        users(&sync),
+        vec!["alice", "bob"],
+        "sync lists everyone, itself included"
+    );
+    let joined = alice.recv().await;
+    assert_eq!(joined["type"], "user_joined");
+    assert_eq!(joined["user_id"], "bob");
+    assert_eq!(joined["channel_id"], "lobby");
+
+    alice.chat("Hello", 120.5, -40.0, "m1").await;
+    let ack = alice.recv().await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    assert_eq!(ack["client_msg_id"], "m1");
+    let chat = bob.recv().await;
+    assert_eq!(chat["type"], "chat");
+    assert_eq!(chat["user_id"], "alice");
+    assert_eq!(chat["channel_id"], "lobby");
+    assert_eq!(chat["payload"], "Hello");
+    assert_eq!(chat["position"], json!({"x":120.5,"y":-40.0}));
+    assert_eq!(
+        chat["message_id"], ack["message_id"],
+        "ack carries the server's id"
+    );
+    alice.expect_silence(Duration::from_millis(300)).await;
+
+    bob.close().await;
+    let left = alice.recv().await;
+    assert_eq!(left["type"], "user_left");
+    assert_eq!(left["user_id"], "bob");
+}
+
+pub async fn two_tabs_are_one_user(a: &Gateway, b: &Gateway) {
+    let (mut watcher, _) = join(a, "watcher", "tabs").await;
+    let (mut tab1, _) = join(a, "alice", "tabs").await;
+    assert_eq!(watcher.recv().await["user_id"], "alice");
+    let (mut tab2, sync) = join(b, "alice", "tabs").await;
+    assert_eq!(users(&sync), vec!["alice", "watcher"], "one entry per user");
+    watcher.expect_silence(Duration::from_millis(300)).await;
+
+    tab1.chat("from tab 1", 1.0, 2.0, "t1").await;
+    assert_eq!(tab1.recv().await["type"], "ack");
+    assert_eq!(
+        tab2.recv().await["payload"],
+        "from tab 1",
+        "other tabs of the sender get it"
+    );
+    assert_eq!(watcher.recv().await["payload"], "from tab 1");
+
+    tab1.close().await;
+    watcher.expect_silence(Duration::from_millis(300)).await;
+    tab2.close().await;
+    let left = watcher.recv().await;
+    assert_eq!(left["type"], "user_left");
+    assert_eq!(left["user_id"], "alice");
+}
+
+pub async fn channels_are_isolated(a: &Gateway, b: &Gateway) {
+    let (mut red, _) = join(a, "red", "room-red").await;
+    let (mut blue, sync) = join(b, "blue", "room-blue").await;
+    assert_eq!(users(&sync), vec!["blue"]);
+    red.chat("only red", 0.0, 0.0, "r").await;
+    assert_eq!(red.recv().await["type"], "ack");
+    blue.expect_silence(Duration::from_millis(300)).await;
+    let (_red2, sync) = join(b, "red2", "room-red").await;
+    assert_eq!(users(&sync), vec!["red", "red2"]);
+    assert_eq!(red.recv().await["type"], "user_joined");
+    blue.expect_silence(Duration::from_millis(200)).await;
+}
+
+pub async fn bad_frames_get_errors_and_keep_the_connection(g: &Gateway) {
+    let (mut c, _) = join(g, "picky", "errors").await;
+    let cases = [
+        ("{not json", "invalid_message"),
+        ("[]", "invalid_message"),
+        (r#"{"type":"dance"}"#, "unsupported_type"),
+        (
+            r#"{"type":"chat","payload":"","position":{"x":1,"y":1}}"#,
+            "invalid_message",
+        ),
+        (
+            r#"{"type":"chat","payload":"   ","position":{"x":1,"y":1}}"#,
+            "invalid_message",
+        ),
+        (r#"{"type":"chat","payload":"x"}"#, "invalid_message"),
+        (
+            r#"{"type":"chat","payload":"x","position":{"x":"a","y":1}}"#,
+            "invalid_message",
+        ),
+        (
+            r#"{"type":"chat","payload":"x","position":{"x":1e400,"y":1}}"#,
+            "invalid_message",
+        ),
+        (
+            r#"{"type":"chat","payload":["x"],"position":{"x":1,"y":1}}"#,
+            "invalid_message",
+        ),
+    ];
+    for (frame, code) in cases {
+        c.send_text(frame).await;
+        let reply = c.recv().await;
+        assert_eq!(reply["type"], "error", "{frame} -> {reply}");
+        assert_eq!(reply["code"], code, "{frame} -> {reply}");
+        assert!(reply["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    c.send_text(r#"{"type":"chat","payload":"","position":{"x":1,"y":1},"client_msg_id":"bad-1"}"#)
+        .await;
+    assert_eq!(
+        c.recv().await["client_msg_id"],
+        "bad-1",
+        "errors name the failed message"
+    );
+    c.chat("still here", 0.0, 0.0, "ok").await;
+    assert_eq!(
+        c.recv().await["type"],
+        "ack",
+        "the connection stayed usable"
+    );
+}
+
+pub async fn bad_upgrade_requests_are_refused(g: &Gateway) {
+    let upgrade = [
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let long = "a".repeat(65);
+    for path in [
+        "/api/chat".to_owned(),
+        "/api/chat?uid=".to_owned(),
+        "/api/chat?uid=al%20ice".to_owned(),
+        "/api/chat?uid=a/b".to_owned(),
+        format!("/api/chat?uid={long}"),
+        "/api/chat?uid=alice&channel=bad%20channel".to_owned(),
+        "/api/chat?uid=alice&channel=".to_owned(),
+    ] {
+        let (status, body) = raw_get(g.addr, &path, &upgrade).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "bad_request", "{path}: {body}");
+        assert!(body["error"]["message"].as_str().is_some());
+    }
+    let (status, body) = raw_get(g.addr, "/api/chat?uid=alice", &[]).await;
+    assert_eq!(status, 400, "a plain GET is not an upgrade: {body}");
+    assert_eq!(body["error"]["code"], "not_websocket");
+}
+
+pub async fn oversize_frames_close_with_1009(g: &Gateway) {
+    let (mut c, _) = join(g, "big", "limits").await;
+    let payload = "x".repeat(5_000);
+    c.chat(&payload, 0.0, 0.0, "huge").await;
+    assert_eq!(c.expect_close().await, Some(1009));
+}
+
+pub async fn binary_floods_close_with_1003(g: &Gateway) {
+    let (mut c, _) = join(g, "binary", "limits").await;
+    assert!(c.send_binary(vec![1, 2, 3]).await.is_ok());
+    let reply = c.recv().await;
+    assert_eq!(
+        reply["code"], "binary_not_supported",
+        "one binary frame is only an error"
+    );
+    for _ in 0..10 {
+        if c.send_binary(vec![0; 16]).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(c.expect_close().await, Some(1003), "a flood is closed");
+}
+
+pub async fn rate_limit_is_exact_and_shared(a: &Gateway, b: &Gateway, limit: usize) {
+    avoid_minute_boundary().await;
+    let (mut tab_a, _) = join(a, "chatty", "rate").await;
+    let (mut tab_b, _) = join(b, "chatty", "rate").await;
+    let mut acks = 0;
+    let mut limited = 0;
+    for i in 0..limit * 2 {
+        let tab: &mut Client = if i % 2 == 0 { &mut tab_a } else { &mut tab_b };
+        tab.chat("hi", 0.0, 0.0, &format!("m{i}")).await;
+        let reply = loop {
+            let frame = tab.recv().await;
+            if frame["type"] == "ack" || frame["type"] == "error" {
+                break frame;
+            }
+        };
+        match reply["type"].as_str() {
+            Some("ack") => acks += 1,
+            _ => {
+                assert_eq!(reply["code"], "rate_limited", "{reply}");
+                assert_eq!(reply["client_msg_id"], format!("m{i}"));
+                limited += 1;
+            }
+        }
+    }
+    assert_eq!(acks, limit, "exactly the limit is accepted");
+    assert_eq!(limited, limit);
+}
+
+/// The limit is a fixed window per wall-clock minute; start well inside one.
+async fn avoid_minute_boundary() {
+    use chrono::Timelike;
+    let second = chrono::Utc::now().second();
+    if second >= 50 {
+        tokio::time::sleep(Duration::from_secs(u64::from(61 - second))).await;
+    }
+}
+
+pub async fn probes_and_metrics(g: &Gateway) {
+    let (status, body) = g.get("/health").await.expect("health");
+    assert_eq!(status, 200);
+    let health: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(health["status"], "ok");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(health["timestamp"].as_str().expect("ts")).is_ok()
+    );
+
+    let (status, body) = g.get("/ready").await.expect("ready");
+    assert_eq!(status, 200);
+    let ready: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"], json!({"redis":"ok","pubsub":"ok"}));
+
+    let (mut c, _) = join(g, "metered", "metrics").await;
+    c.chat("count me", 0.0, 0.0, "1").await;
+    assert_eq!(c.recv().await["type"], "ack");
+    let (status, text) = g.get("/metrics").await.expect("metrics");
+    assert_eq!(status, 200);
+    for needle in [
+        "canvaschat_connections_active 1",
+        "canvaschat_messages_received_total 1",
+        "canvaschat_messages_published_total 1",
+        "canvaschat_delivery_latency_seconds_count",
+        "canvaschat_messages_rate_limited_total",
+        "canvaschat_redis_errors_total",
+    ] {
+        assert!(text.contains(needle), "missing {needle}:\n{text}");
+    }
+}

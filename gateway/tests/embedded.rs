@@ -1,0 +1,170 @@
+//! The gateway with its embedded in-process broker (no Redis): one replica, same behaviour.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Gateway, GatewayOptions, join, scenarios};
+
+async fn gateway() -> Gateway {
+    Gateway::start(&GatewayOptions::embedded()).await
+}
+
+#[tokio::test]
+async fn sync_join_chat_ack_and_left() {
+    let g = gateway().await;
+    scenarios::sync_join_chat_ack_and_left(&g, &g).await;
+}
+
+#[tokio::test]
+async fn two_tabs_are_one_user() {
+    let g = gateway().await;
+    scenarios::two_tabs_are_one_user(&g, &g).await;
+}
+
+#[tokio::test]
+async fn channels_are_isolated() {
+    let g = gateway().await;
+    scenarios::channels_are_isolated(&g, &g).await;
+}
+
+#[tokio::test]
+async fn bad_frames_get_errors_and_keep_the_connection() {
+    scenarios::bad_frames_get_errors_and_keep_the_connection(&gateway().await).await;
+}
+
+#[tokio::test]
+async fn bad_upgrade_requests_are_refused() {
+    scenarios::bad_upgrade_requests_are_refused(&gateway().await).await;
+}
+
+#[tokio::test]
+async fn oversize_frames_close_with_1009() {
+    scenarios::oversize_frames_close_with_1009(&gateway().await).await;
+}
+
+#[tokio::test]
+async fn binary_floods_close_with_1003() {
+    scenarios::binary_floods_close_with_1003(&gateway().await).await;
+}
+
+#[tokio::test]
+async fn rate_limit_is_exact() {
+    let g = Gateway::start(&GatewayOptions::embedded().with("CANVASCHAT_RATE_LIMIT_PER_MINUTE", 4))
+        .await;
+    scenarios::rate_limit_is_exact_and_shared(&g, &g, 4).await;
+}
+
+#[tokio::test]
+async fn probes_and_metrics() {
+    scenarios::probes_and_metrics(&gateway().await).await;
+}
+
+#[tokio::test]
+async fn sigterm_closes_sockets_with_1001_and_exits() {
+    let mut g = gateway().await;
+    let (mut alice, _) = join(&g, "alice", "drain").await;
+    g.signal("TERM");
+    assert_eq!(alice.expect_close().await, Some(1001));
+    let (code, took) = g.wait_exit(Duration::from_secs(5)).await;
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn the_connection_cap_refuses_extra_upgrades() {
+    let g = Gateway::start(&GatewayOptions::embedded().with("CANVASCHAT_MAX_CONNECTIONS", 2)).await;
+    let (_a, _) = join(&g, "a", "cap").await;
+    let (_b, _) = join(&g, "b", "cap").await;
+    let upgrade = [
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let (status, body) = common::raw_get(g.addr, "/api/chat?uid=c", &upgrade).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "too_many_connections");
+}
+
+#[tokio::test]
+async fn origins_outside_the_allow_list_are_refused() {
+    let g = Gateway::start(
+        &GatewayOptions::embedded().with("CANVASCHAT_ALLOWED_ORIGINS", "https://chat.example.com"),
+    )
+    .await;
+    let url = g.url("alice", "origins");
+    let refused = common::Client::connect_with_origin(&url, "https://evil.example.com").await;
+    assert!(refused.is_err(), "a foreign origin must not upgrade");
+    let mut ok = common::Client::connect_with_origin(&url, "https://chat.example.com")
+        .await
+        .expect("allowed origin");
+    assert_eq!(ok.recv().await["type"], "user_sync");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected() {
+    let g = Gateway::start(
+        &GatewayOptions::embedded()
+            .with("CANVASCHAT_MAX_MESSAGE_BYTES", 65_536)
+            .with("CANVASCHAT_RATE_LIMIT_PER_MINUTE", 10_000)
+            .with("CANVASCHAT_SEND_QUEUE_FRAMES", 4),
+    )
+    .await;
+    let (mut stalled, _) = join(&g, "stalled", "slow").await;
+    let (mut sender, _) = join(&g, "sender", "slow").await;
+    let payload = "y".repeat(60_000);
+    // Enough to fill the socket buffers and then the queue: bounded at 400 frames (24 MB).
+    let mut closed = false;
+    for i in 0..400 {
+        sender.chat(&payload, 0.0, 0.0, &format!("{i}")).await;
+        assert_eq!(
+            sender.recv_type("ack").await["client_msg_id"],
+            format!("{i}")
+        );
+        let (_, metrics) = g.get("/metrics").await.expect("metrics");
+        if metrics.contains("canvaschat_rejected_total{reason=\"SlowConsumer\"} 1") {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the stalled client was never disconnected");
+    assert_eq!(stalled.expect_close().await, Some(1008));
+}
+
+#[tokio::test]
+async fn serves_the_frontend_with_cache_headers_and_spa_fallback() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("index.html"),
+        "<!doctype html><title>canvas</title>",
+    )
+    .expect("write");
+    std::fs::create_dir(dir.path().join("assets")).expect("mkdir");
+    std::fs::write(dir.path().join("assets/app-1234.js"), "console.log(1)").expect("write");
+    let g = Gateway::start(
+        &GatewayOptions::embedded().with("CANVASCHAT_STATIC_DIR", dir.path().display()),
+    )
+    .await;
+    let get = |path: &'static str| {
+        let addr = g.addr;
+        async move {
+            reqwest::get(format!("http://{addr}{path}"))
+                .await
+                .expect("get")
+        }
+    };
+    let index = get("/").await;
+    assert_eq!(index.status(), 200);
+    assert_eq!(index.headers()["cache-control"], "no-cache");
+    assert!(index.text().await.expect("body").contains("<title>canvas"));
+    let asset = get("/assets/app-1234.js").await;
+    assert_eq!(asset.status(), 200);
+    assert_eq!(
+        asset.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let deep = get("/some/client/route").await;
+    assert_eq!(deep.status(), 200);
+    assert!(deep.text().await.expect("body").contains("<title>canvas"));
+}
