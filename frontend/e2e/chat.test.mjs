@@ -206,6 +206,7 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     await gateways[0].stop();
     await alice.locator('[data-testid="connection"][data-status="reconnecting"]').waitFor({ timeout: 10_000 });
     assert.match(await connection(alice).textContent(), /Reconnecting in \d+ s/);
+    assert.equal(await alice.getByTestId('online-count').textContent(), 'Offline');
     await shot(alice, '07-reconnecting');
 
     const offline = 'typed while offline';

@@ -10,15 +10,18 @@ function wideScreen(): boolean {
 export function PresencePanel() {
   const users = useChat((s) => s.users);
   const self = useChat((s) => s.userId);
+  // While offline the list is only what was true when the connection dropped.
+  const live = useChat((s) => s.connection.status === 'connected');
   const [open, setOpen] = useState(wideScreen);
 
   return (
-    <aside className="presence" aria-label="People online">
+    <aside className={`presence${live ? '' : ' presence--stale'}`} aria-label="People online">
       <details open={open} onToggle={(e) => setOpen(e.currentTarget.open)}>
         <summary className="presence__summary">
           <span aria-live="polite" data-testid="online-count">
-            {users.length} online
+            {live ? `${users.length} online` : 'Offline'}
           </span>
+          {!live && users.length > 0 && <span className="presence__stale"> · last seen</span>}
         </summary>
         <ul className="presence__list" data-testid="online-list">
           {users.map((u) => (
