@@ -18,20 +18,35 @@ pid_of() { # COMPONENT -> its pid, only if that pid is still this component's bi
     [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "/$1 " && echo "$pid"
 }
 
-for ((i = ${#CP_COMPONENTS[@]} - 1; i >= 0; i--)); do
-    component=${CP_COMPONENTS[$i]}
-    pid=$(pid_of "$component") || { rm -f "$CP_STATE_DIR/pids/$component"; continue; }
-    kill -TERM "$pid" 2> /dev/null || true
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2> /dev/null || break
+# stop COMPONENT... : SIGTERM them together, wait up to 15 s, then SIGKILL what is left.
+stop() {
+    local pids=() component pid entry alive
+    for component in "$@"; do
+        if pid=$(pid_of "$component"); then
+            kill -TERM "$pid" 2> /dev/null || true
+            pids+=("$component:$pid")
+        fi
+        rm -f "$CP_STATE_DIR/pids/$component"
+    done
+    for _ in $(seq 75); do
+        alive=0
+        for entry in "${pids[@]}"; do kill -0 "${entry#*:}" 2> /dev/null && alive=1; done
+        [ $alive = 0 ] && return 0
         sleep 0.2
     done
-    if kill -0 "$pid" 2> /dev/null; then
-        echo "controlplane: $component (pid $pid) ignored SIGTERM for 10 s; killing it" >&2
-        kill -KILL "$pid" 2> /dev/null || true
-    fi
-    rm -f "$CP_STATE_DIR/pids/$component"
-done
+    for entry in "${pids[@]}"; do
+        if kill -0 "${entry#*:}" 2> /dev/null; then
+            echo "controlplane: ${entry%%:*} (pid ${entry#*:}) ignored SIGTERM for 15 s; killing it" >&2
+            kill -KILL "${entry#*:}" 2> /dev/null || true
+        fi
+    done
+}
+
+# The API server's clients first, then the API server (it drains while etcd still answers),
+# then etcd.
+stop kwok kube-scheduler kube-controller-manager
+stop kube-apiserver
+stop etcd
 
 if $keep_state; then
     echo "controlplane: stopped; state kept in $CP_STATE_DIR" >&2

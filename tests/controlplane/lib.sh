@@ -4,7 +4,8 @@ CP_SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # The Kubernetes release is the one the wrapper module requires; everything else is pinned
 # by its own wrapper module next to this file.
-KUBE_VERSION=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$CP_SRC_DIR/kubernetes/go.mod")
+KUBE_VERSION=$(awk '!/=>/ { for (i = 1; i < NF; i++) if ($i == "k8s.io/kubernetes") print $(i + 1) }' \
+    "$CP_SRC_DIR/kubernetes/go.mod")
 if [ -z "$KUBE_VERSION" ]; then
     echo "controlplane: cannot read the k8s.io/kubernetes version from $CP_SRC_DIR/kubernetes/go.mod" >&2
     exit 1
@@ -19,6 +20,3 @@ cp_cache_key() {
 CP_CACHE_DIR=${CANVASCHAT_CP_CACHE:-$HOME/.cache/canvaschat/controlplane}/$KUBE_VERSION-$(cp_cache_key)
 CP_BIN_DIR=$CP_CACHE_DIR/bin
 CP_STATE_DIR=${CANVASCHAT_CP_DIR:-/tmp/canvaschat-controlplane}
-
-# Components in start order; down.sh stops them in reverse.
-CP_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)

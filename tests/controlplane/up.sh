@@ -118,6 +118,7 @@ wait_for etcd 30 curl -fs --max-time 2 "http://127.0.0.1:$etcd_port/health"
 start kube-apiserver \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
+    --endpoint-reconciler-type=none \
     --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
     --client-ca-file="$pki/ca.crt" \
     --authorization-mode=RBAC \
@@ -200,5 +201,5 @@ kube-controller-manager=$kcm_port
 kube-scheduler=$sched_port
 kwok=$kwok_port
 EOF
-log "ready at $api_url ($(kubectl version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])'))"
+log "ready at $api_url ($(kubectl version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])'))"
 echo "export KUBECONFIG=$KUBECONFIG"

@@ -17,7 +17,6 @@ import shlex
 import signal
 import socket
 import subprocess
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +74,40 @@ def chart_service_account() -> str:
     names = [o["metadata"]["name"] for o in release_objects() if o.get("kind") == "ServiceAccount"]
     assert len(names) == 1, f"the chart should install exactly one ServiceAccount, found {names}"
     return names[0]
+
+
+def chart_container(pod_name: str) -> tuple[list[str], dict[str, str]]:
+    """The operator container's arguments and environment from the chart's Deployment, with
+    downward-API values filled in as the kubelet would for a pod called pod_name."""
+    deployment = next(o for o in release_objects() if o.get("kind") == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    args = list(container.get("command") or [])[1:] + list(container.get("args") or [])
+    # The metrics address is chosen per process; drop the chart's.
+    cleaned: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--metrics-addr":
+            skip = True
+        elif not arg.startswith("--metrics-addr="):
+            cleaned.append(arg)
+    env: dict[str, str] = {}
+    for var in container.get("env") or []:
+        if "value" in var:
+            env[var["name"]] = var["value"]
+            continue
+        field_path = ((var.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+        if field_path:
+            env[var["name"]] = {
+                "metadata.name": pod_name,
+                "metadata.namespace": RELEASE_NAMESPACE,
+                "spec.serviceAccountName": chart_service_account(),
+                "spec.nodeName": "localhost",
+                "status.podIP": "127.0.0.1",
+            }.get(field_path, pod_name)
+    env.pop("CANVASCHAT_METRICS_ADDR", None)
+    return cleaned, env
 
 
 def leases() -> dict[str, str]:
@@ -184,20 +217,22 @@ class ProcessOperator:
         self.start()
 
     def start(self) -> OperatorProcess:
+        """One more operator process, configured exactly as the chart's Deployment
+        configures its container (args and env), except for the metrics address."""
         assert self.kubeconfig is not None
         self.started += 1
         name = f"operator-{self.started}"
         metrics_addr = f"127.0.0.1:{free_port()}"
         log_path = self.artifacts / f"{name}.log"
-        args = [
-            str(self.binary), "run",
-            "--namespace", RELEASE_NAMESPACE,
-            "--leader-election",
-            "--metrics-addr", metrics_addr,
-        ]
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "RUST_LOG": os.environ.get("RUST_LOG", "info")}
-        # Each replica needs its own identity, as pods have distinct names.
-        env["POD_NAME"] = f"{name}-{os.getpid()}"
+        chart_args, chart_env = chart_container(name)
+        args = [str(self.binary), *chart_args, "--metrics-addr", metrics_addr]
+        env = {
+            **chart_env,
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "KUBECONFIG": str(self.kubeconfig),
+            "RUST_LOG": os.environ.get("RUST_LOG", chart_env.get("RUST_LOG", "info")),
+        }
         with log_path.open("wb") as log:
             proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         op = OperatorProcess(name, proc, metrics_addr, log_path)
@@ -267,7 +302,3 @@ class DeploymentOperator:
             )
         except Exception as err:  # diagnostics only
             return f"(no logs: {err})"
-
-
-def wait_for_settle(seconds: float) -> None:
-    time.sleep(seconds)
