@@ -10,8 +10,8 @@ pub use spec::*;
 pub use status::*;
 pub use validation::{SpecError, limits};
 
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 
 /// API group of every CanvasChat resource.
 pub const GROUP: &str = "canvaschat.io";

@@ -15,7 +15,7 @@ use crate::validation::limits;
 /// A real-time canvas chat: an autoscaled WebSocket gateway, a Redis StatefulSet for presence
 /// and fan-out, and optionally an Ingress. Every field has a default, so `spec: {}` is a
 /// working chat.
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "canvaschat.io",
     version = "v1alpha1",
@@ -289,7 +289,10 @@ pub struct AutoscalingSpec {
     pub max_replicas: i32,
 
     /// Target average CPU utilisation, in percent of the CPU request. Default: 70.
-    #[serde(default = "defaults::target_cpu", rename = "targetCPUUtilizationPercentage")]
+    #[serde(
+        default = "defaults::target_cpu",
+        rename = "targetCPUUtilizationPercentage"
+    )]
     #[schemars(range(min = 1, max = limits::MAX_UTILIZATION_PERCENT))]
     pub target_cpu_utilization_percentage: i32,
 
@@ -491,7 +494,10 @@ pub struct IngressSpec {
     pub class_name: String,
     /// Public host name, e.g. chat.example.com. Unset matches any host. Default: unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub host: Option<String>,
     /// Secret holding the TLS certificate for host (created by cert-manager when its
     /// annotation is set). Requires host. Default: unset (plain HTTP).
@@ -512,18 +518,6 @@ impl Default for IngressSpec {
             host: None,
             tls_secret_name: None,
             annotations: BTreeMap::new(),
-        }
-    }
-}
-
-impl Default for CanvasChatSpec {
-    fn default() -> Self {
-        Self {
-            paused: false,
-            image_pull_secrets: Vec::new(),
-            gateway: GatewaySpec::default(),
-            redis: RedisSpec::default(),
-            ingress: IngressSpec::default(),
         }
     }
 }

@@ -42,8 +42,9 @@ struct Problems(Vec<String>);
 impl Problems {
     fn range(&mut self, path: &str, value: i32, min: i32, max: i32) {
         if value < min || value > max {
-            self.0
-                .push(format!("{path}: {value} is outside the allowed range {min}..={max}"));
+            self.0.push(format!(
+                "{path}: {value} is outside the allowed range {min}..={max}"
+            ));
         }
     }
     fn check(&mut self, ok: bool, message: impl FnOnce() -> String) {
@@ -104,8 +105,15 @@ impl CanvasChat {
 fn validate_spec(spec: &CanvasChatSpec, p: &mut Problems) {
     use limits::*;
     let g = &spec.gateway;
-    p.check(!g.image.is_empty(), || "spec.gateway.image: must not be empty".to_owned());
-    p.range("spec.gateway.replicas", g.replicas, MIN_REPLICAS, MAX_REPLICAS);
+    p.check(!g.image.is_empty(), || {
+        "spec.gateway.image: must not be empty".to_owned()
+    });
+    p.range(
+        "spec.gateway.replicas",
+        g.replicas,
+        MIN_REPLICAS,
+        MAX_REPLICAS,
+    );
 
     let s = &g.settings;
     p.range(
@@ -162,11 +170,20 @@ fn validate_spec(spec: &CanvasChatSpec, p: &mut Problems) {
     }
 
     let a = &g.autoscaling;
-    p.range("spec.gateway.autoscaling.minReplicas", a.min_replicas, MIN_REPLICAS, MAX_REPLICAS);
-    p.range("spec.gateway.autoscaling.maxReplicas", a.max_replicas, MIN_REPLICAS, MAX_REPLICAS);
+    p.range(
+        "spec.gateway.autoscaling.minReplicas",
+        a.min_replicas,
+        MIN_REPLICAS,
+        MAX_REPLICAS,
+    );
+    p.range(
+        "spec.gateway.autoscaling.maxReplicas",
+        a.max_replicas,
+        MIN_REPLICAS,
+        MAX_REPLICAS,
+    );
     p.check(a.min_replicas <= a.max_replicas, || {
-        "spec.gateway.autoscaling: minReplicas must be less than or equal to maxReplicas"
-            .to_owned()
+        "spec.gateway.autoscaling: minReplicas must be less than or equal to maxReplicas".to_owned()
     });
     p.range(
         "spec.gateway.autoscaling.targetCPUUtilizationPercentage",
@@ -202,7 +219,9 @@ fn validate_spec(spec: &CanvasChatSpec, p: &mut Problems) {
     );
 
     let r = &spec.redis;
-    p.check(!r.image.is_empty(), || "spec.redis.image: must not be empty".to_owned());
+    p.check(!r.image.is_empty(), || {
+        "spec.redis.image: must not be empty".to_owned()
+    });
     p.check(is_quantity(&r.storage.size), || {
         format!(
             "spec.redis.storage.size: {:?} is not a positive whole quantity such as 1Gi",
@@ -239,7 +258,9 @@ mod tests {
 
     #[test]
     fn minimal_spec_is_valid() {
-        let cc = parse("apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata: {name: demo}\nspec: {}\n");
+        let cc = parse(
+            "apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata: {name: demo}\nspec: {}\n",
+        );
         assert_eq!(cc.validate(), Ok(()));
     }
 

@@ -34,7 +34,10 @@ fn committed_crd_yaml_matches_rust_types() {
 #[test]
 fn crd_has_names_columns_and_status() {
     let crd = canvaschat_crds::crd();
-    assert_eq!(crd.metadata.name.as_deref(), Some("canvaschats.canvaschat.io"));
+    assert_eq!(
+        crd.metadata.name.as_deref(),
+        Some("canvaschats.canvaschat.io")
+    );
     assert_eq!(crd.spec.scope, "Namespaced");
     assert_eq!(crd.spec.names.short_names, Some(vec!["cchat".to_owned()]));
     let version = &crd.spec.versions[0];
@@ -46,7 +49,13 @@ fn crd_has_names_columns_and_status() {
         .map(|c| c.name.as_str())
         .collect();
     assert_eq!(columns, ["Ready", "Replicas", "URL", "Age"]);
-    assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+    assert!(
+        version
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some()
+    );
     let yaml = canvaschat_crds::crd_yaml().expect("CRD serialises");
     for rule in [
         "self.minReplicas <= self.maxReplicas",

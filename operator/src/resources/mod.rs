@@ -1,0 +1,245 @@
+//! Pure builders: a CanvasChat in, the Kubernetes objects the operator applies out.
+//! Nothing here talks to a cluster, so `render` and the unit tests use the same code as the
+//! controller.
+
+mod config;
+mod gateway;
+mod hpa;
+mod ingress;
+mod pdb;
+mod redis;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use canvaschat_crds::CanvasChat;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+
+/// Field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "canvaschat-operator";
+/// Pod-template annotation carrying the hash of the gateway configuration.
+pub const CONFIG_HASH_ANNOTATION: &str = "canvaschat.io/config-hash";
+/// Gateway container port.
+pub const GATEWAY_PORT: i32 = 8080;
+/// Port of the gateway Service.
+pub const GATEWAY_SERVICE_PORT: i32 = 80;
+/// Redis port.
+pub const REDIS_PORT: i32 = 6379;
+/// Namespace assumed for a CanvasChat without one (only `render` sees such objects).
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// A component of the chat, used in labels and selectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Component {
+    Gateway,
+    Redis,
+}
+
+impl Component {
+    fn as_str(self) -> &'static str {
+        match self {
+            Component::Gateway => "gateway",
+            Component::Redis => "redis",
+        }
+    }
+}
+
+/// Names of the children of one CanvasChat, as fixed in design.md.
+#[derive(Clone, Debug)]
+pub struct Names {
+    pub instance: String,
+    pub namespace: String,
+}
+
+impl Names {
+    pub fn of(cc: &CanvasChat) -> Self {
+        Self {
+            instance: cc.name_any(),
+            namespace: cc
+                .namespace()
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+        }
+    }
+    pub fn config(&self) -> String {
+        format!("{}-config", self.instance)
+    }
+    pub fn redis(&self) -> String {
+        format!("{}-redis", self.instance)
+    }
+    pub fn redis_headless(&self) -> String {
+        format!("{}-redis-headless", self.instance)
+    }
+    pub fn gateway(&self) -> String {
+        format!("{}-gateway", self.instance)
+    }
+    pub fn ingress(&self) -> String {
+        self.instance.clone()
+    }
+    /// The in-cluster URL of the gateway Service.
+    pub fn in_cluster_url(&self) -> String {
+        format!("http://{}.{}.svc", self.gateway(), self.namespace)
+    }
+}
+
+/// Labels that select the pods of one component of one chat.
+pub fn selector_labels(names: &Names, component: Component) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "canvaschat".to_owned()),
+        (
+            "app.kubernetes.io/instance".to_owned(),
+            names.instance.clone(),
+        ),
+        (
+            "app.kubernetes.io/component".to_owned(),
+            component.as_str().to_owned(),
+        ),
+    ])
+}
+
+/// Selector labels plus `managed-by`, carried by every child object.
+pub fn labels(names: &Names, component: Component) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(names, component);
+    labels.insert(
+        "app.kubernetes.io/managed-by".to_owned(),
+        FIELD_MANAGER.to_owned(),
+    );
+    labels
+}
+
+/// Label selector the controller's watches on children use.
+pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=canvaschat-operator";
+
+/// Metadata of a child: name, namespace, labels and (once the CanvasChat has a uid, i.e.
+/// exists in a cluster) the controller ownerReference that makes deletion garbage-collect it.
+fn child_meta(cc: &CanvasChat, names: &Names, name: String, component: Component) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(names.namespace.clone()),
+        labels: Some(labels(names, component)),
+        owner_references: owner_reference(cc).map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+fn owner_reference(cc: &CanvasChat) -> Option<OwnerReference> {
+    let mut owner = cc.controller_owner_ref(&())?;
+    owner.block_owner_deletion = Some(true);
+    Some(owner)
+}
+
+/// The public URL of a chat, as reported in its status.
+pub fn url(cc: &CanvasChat) -> String {
+    let ingress = &cc.spec.ingress;
+    match (&ingress.host, ingress.enabled) {
+        (Some(host), true) if ingress.tls_secret_name.is_some() => format!("https://{host}"),
+        (Some(host), true) => format!("http://{host}"),
+        _ => Names::of(cc).in_cluster_url(),
+    }
+}
+
+/// Everything the operator applies for one CanvasChat. Optional children are `None` when the
+/// spec does not want them; the controller then deletes any existing one.
+#[derive(Clone, Debug)]
+pub struct Desired {
+    pub config_map: ConfigMap,
+    pub redis_headless_service: Service,
+    pub redis_service: Service,
+    pub redis_statefulset: StatefulSet,
+    pub redis_network_policy: NetworkPolicy,
+    pub gateway_service: Service,
+    pub gateway_deployment: Deployment,
+    pub hpa: Option<HorizontalPodAutoscaler>,
+    pub pdb: Option<PodDisruptionBudget>,
+    pub ingress: Option<Ingress>,
+}
+
+/// Error while building children (only serialisation can fail; the spec is validated first).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot hash the gateway configuration: {0}")]
+pub struct BuildError(#[from] serde_json::Error);
+
+/// Build every child of `cc`. The caller validates `cc` first.
+pub fn build(cc: &CanvasChat) -> Result<Desired, BuildError> {
+    let names = Names::of(cc);
+    let config_map = config::config_map(cc, &names);
+    let config_hash = config::config_hash(cc, &config_map)?;
+    Ok(Desired {
+        redis_headless_service: redis::headless_service(cc, &names),
+        redis_service: redis::client_service(cc, &names),
+        redis_statefulset: redis::statefulset(cc, &names),
+        redis_network_policy: redis::network_policy(cc, &names),
+        gateway_service: gateway::service(cc, &names),
+        gateway_deployment: gateway::deployment(cc, &names, &config_hash),
+        hpa: cc
+            .spec
+            .gateway
+            .autoscaling
+            .enabled
+            .then(|| hpa::hpa(cc, &names)),
+        pdb: cc
+            .spec
+            .gateway
+            .pod_disruption_budget
+            .enabled
+            .then(|| pdb::pdb(cc, &names)),
+        ingress: cc
+            .spec
+            .ingress
+            .enabled
+            .then(|| ingress::ingress(cc, &names)),
+        config_map,
+    })
+}
+
+impl Desired {
+    /// Every object in apply order (configuration and Redis before the gateway that needs
+    /// them), serialised with apiVersion and kind.
+    pub fn to_values(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+        fn push<T: Serialize>(
+            out: &mut Vec<serde_json::Value>,
+            obj: &T,
+        ) -> Result<(), serde_json::Error> {
+            out.push(serde_json::to_value(obj)?);
+            Ok(())
+        }
+        let mut out = Vec::new();
+        push(&mut out, &self.config_map)?;
+        push(&mut out, &self.redis_headless_service)?;
+        push(&mut out, &self.redis_service)?;
+        push(&mut out, &self.redis_network_policy)?;
+        push(&mut out, &self.redis_statefulset)?;
+        push(&mut out, &self.gateway_service)?;
+        push(&mut out, &self.gateway_deployment)?;
+        if let Some(hpa) = &self.hpa {
+            push(&mut out, hpa)?;
+        }
+        if let Some(pdb) = &self.pdb {
+            push(&mut out, pdb)?;
+        }
+        if let Some(ingress) = &self.ingress {
+            push(&mut out, ingress)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Image pull secrets for both components' pods.
+fn image_pull_secrets(
+    cc: &CanvasChat,
+) -> Option<Vec<k8s_openapi::api::core::v1::LocalObjectReference>> {
+    let secrets = &cc.spec.image_pull_secrets;
+    (!secrets.is_empty()).then(|| secrets.clone())
+}
+
+fn non_empty<K: Ord + Clone, V: Clone>(map: &BTreeMap<K, V>) -> Option<BTreeMap<K, V>> {
+    (!map.is_empty()).then(|| map.clone())
+}
