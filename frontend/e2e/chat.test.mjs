@@ -161,6 +161,41 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     await own.waitFor({ state: 'detached', timeout: FADE_MS + 3000 });
   });
 
+  it('works from the keyboard, and skips the fade animation under prefers-reduced-motion', async () => {
+    await bob.emulateMedia({ reducedMotion: 'reduce' });
+    const canvas = alice.getByTestId('canvas');
+    await canvas.focus();
+    await alice.keyboard.press('Enter');
+    const composer = alice.getByTestId('composer');
+    await composer.waitFor();
+    assert.ok(await composer.evaluate((el) => el === document.activeElement), 'the composer has focus');
+    await alice.keyboard.type('never sent');
+    await alice.keyboard.press('Escape');
+    await composer.waitFor({ state: 'detached' });
+    assert.ok(await canvas.evaluate((el) => el === document.activeElement), 'focus returns to the canvas');
+
+    await alice.keyboard.press('Enter');
+    await composer.waitFor();
+    await alice.keyboard.type('from the keyboard');
+    await alice.keyboard.press('Enter');
+    const seen = messageFrom(bob, 'alice', 'from the keyboard');
+    await seen.waitFor({ timeout: 5000 });
+    const box = await canvasBox(alice);
+    assert.ok(Math.abs(Number(await seen.getAttribute('data-x')) - box.width / 2) < 1, 'written at the centre of the view');
+    assert.ok(Math.abs(Number(await seen.getAttribute('data-y')) - box.height / 2) < 1);
+    assert.equal(await messageFrom(bob, 'alice', 'never sent').count(), 0);
+
+    assert.equal(await seen.evaluate((el) => getComputedStyle(el).animationName), 'none');
+    const own = alice.locator('[data-testid="message"][data-status="sent"]', { hasText: 'from the keyboard' });
+    await own.waitFor({ timeout: 5000 });
+    assert.equal(await own.evaluate((el) => getComputedStyle(el).animationName), 'msg-fade');
+    await seen.waitFor({ state: 'detached', timeout: FADE_MS + 3000 });
+    await bob.emulateMedia({ reducedMotion: 'no-preference' });
+
+    const link = await alice.getByRole('button', { name: 'Copy link' }).getAttribute('data-link');
+    assert.equal(link, `${gateways[0].origin}/?channel=${CHANNEL}`);
+  });
+
   it('positions stay in canvas coordinates after zooming and panning', async () => {
     const box = await canvasBox(bob);
     await bob.mouse.move(box.x + 600, box.y + 400);
@@ -249,6 +284,46 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     assert.equal(await failed.first().getByRole('button', { name: 'Retry' }).count(), 1);
     await shot(carol, '10-phone-rate-limited');
     await carol.close();
+  });
+
+  it('on a touch screen a tap writes, a pinch zooms and a one-finger drag pans', async () => {
+    const page = await newPage('touch');
+    await page.setViewportSize({ width: 390, height: 844 });
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: true, maxTouchPoints: 5 });
+    await page.goto(`${gateways[1].origin}/?channel=${CHANNEL}-touch`);
+    await waitConnected(page);
+    const box = await canvasBox(page);
+    const touch = (type, points) =>
+      cdp.send('Input.dispatchTouchEvent', {
+        type,
+        touchPoints: points.map(([x, y], id) => ({ x: box.x + x, y: box.y + y, id })),
+      });
+
+    await touch('touchStart', [[100, 300]]);
+    await touch('touchEnd', []);
+    const composer = page.getByTestId('composer');
+    await composer.waitFor();
+    await composer.press('Escape');
+    await composer.waitFor({ state: 'detached' });
+
+    await touch('touchStart', [[150, 400], [250, 400]]);
+    for (let i = 1; i <= 5; i++) await touch('touchMove', [[150 - i * 10, 400], [250 + i * 10, 400]]);
+    await touch('touchEnd', []);
+    const pinched = await viewportOf(page);
+    assert.ok(Math.abs(pinched.scale - 2) < 0.05, `pinch zoomed to ${pinched.scale}, expected 2`);
+    // The midpoint between the fingers stays over the same canvas point.
+    assert.ok(Math.abs(200 - (200 * pinched.scale + pinched.offsetX)) < 1);
+
+    await touch('touchStart', [[200, 500]]);
+    for (let i = 1; i <= 6; i++) await touch('touchMove', [[200 + i * 10, 500 + i * 10]]);
+    await touch('touchEnd', []);
+    const dragged = await viewportOf(page);
+    assert.ok(Math.abs(dragged.offsetX - pinched.offsetX - 60) < 1, 'one finger pans horizontally');
+    assert.ok(Math.abs(dragged.offsetY - pinched.offsetY - 60) < 1, 'one finger pans vertically');
+    assert.equal(await composer.count(), 0, 'gestures do not open the composer');
+    await shot(page, '11-phone-after-pinch');
+    await page.close();
   });
 
   it('raised no page errors', () => {

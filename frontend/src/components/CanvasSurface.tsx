@@ -93,6 +93,10 @@ export function CanvasSurface() {
     if (onInteractive(e.target) || (e.pointerType === 'mouse' && e.button !== 0)) return;
     const el = e.currentTarget;
     const p = localPoint(el, e.clientX, e.clientY);
+    // No compatibility mousedown: after a tap it would move focus from the new composer to
+    // the canvas and close it. Focus is set explicitly instead.
+    e.preventDefault();
+    if (composer === null) el.focus({ preventScroll: true });
     el.setPointerCapture(e.pointerId);
     if (gesture.current === null) {
       gesture.current = { pointers: new Map([[e.pointerId, p]]), start: p, moved: false };
@@ -202,7 +206,7 @@ export function CanvasSurface() {
       )}
       {messages.length === 0 && composer === null && (
         <p className="canvas__hint" aria-hidden="true">
-          Click anywhere to write
+          Click or tap anywhere to write
         </p>
       )}
     </div>
