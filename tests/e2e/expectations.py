@@ -28,7 +28,7 @@ DEFAULTS: dict[str, Any] = {
             "enabled": True,
             "minReplicas": 2,
             "maxReplicas": 10,
-            "targetCpuUtilizationPercentage": 70,
+            "targetCPUUtilizationPercentage": 70,
             "targetMemoryUtilizationPercentage": 80,
         },
         "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
@@ -177,7 +177,7 @@ def assert_children(chat: dict[str, Any]) -> dict[str, dict[str, Any]]:
             for m in hpa["spec"].get("metrics") or []
             if m.get("type") == "Resource"
         }
-        assert targets.get("cpu") == gw["autoscaling"]["targetCpuUtilizationPercentage"], f"HPA targets {targets}"
+        assert targets.get("cpu") == gw["autoscaling"]["targetCPUUtilizationPercentage"], f"HPA targets {targets}"
         assert targets.get("memory") == gw["autoscaling"]["targetMemoryUtilizationPercentage"], f"HPA targets {targets}"
     else:
         assert deployment["spec"]["replicas"] == gw["replicas"], (

@@ -111,10 +111,20 @@ def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
     return None
 
 
-def resource_versions(namespace: str, instance: str) -> dict[str, str]:
-    """resourceVersion of every object labelled as a child of the CanvasChat `instance`."""
-    versions = {}
+def child_writes(namespace: str, instance: str) -> dict[str, tuple[str, str]]:
+    """For every object labelled as a child of the CanvasChat `instance`: its
+    resourceVersion and what the operator's field manager last wrote (time and fields).
+
+    Controllers such as the HPA or disruption controller update children's status on their
+    own; comparing the operator's managedFields entries tells its writes apart from theirs.
+    """
+    writes = {}
     for resource in CHILD_KINDS:
         for obj in list_objects(resource, namespace, f"app.kubernetes.io/instance={instance}"):
-            versions[f"{obj['kind']}/{obj['metadata']['name']}"] = obj["metadata"]["resourceVersion"]
-    return versions
+            mine = [
+                json.dumps(entry, sort_keys=True)
+                for entry in obj["metadata"].get("managedFields") or []
+                if entry.get("manager") == "canvaschat-operator"
+            ]
+            writes[f"{obj['kind']}/{obj['metadata']['name']}"] = (obj["metadata"]["resourceVersion"], "\n".join(mine))
+    return writes

@@ -28,7 +28,7 @@ from kube import eventually, kubectl, list_objects
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "canvaschat-operator"
-RELEASE = "canvaschat"
+RELEASE = "canvaschat-operator"
 RELEASE_NAMESPACE = os.environ.get("CANVASCHAT_E2E_OPERATOR_NAMESPACE", "canvaschat-system")
 
 
@@ -180,6 +180,13 @@ class OperatorProcess:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
+    def is_leader(self) -> bool:
+        """Whether this process says (canvaschat_operator_leader) it holds the lease."""
+        for line in self.http("/metrics")[1].splitlines():
+            if line.startswith("canvaschat_operator_leader "):
+                return float(line.split()[1]) == 1
+        raise AssertionError(f"{self.name} exports no canvaschat_operator_leader gauge")
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
         if self.alive():
             self.proc.send_signal(sig)
@@ -208,9 +215,8 @@ class ProcessOperator:
                 f"operator binary {self.binary} is missing: "
                 "run `cargo build --release -p canvaschat-operator` or set CANVASCHAT_OPERATOR_BIN"
             )
-        install_chart(shlex.split(os.environ.get("CANVASCHAT_E2E_HELM_ARGS", "")))
         # Nothing in this cluster executes containers: the in-cluster copy stays at zero.
-        kubectl("scale", "deployment", chart_deployment_name(), "-n", RELEASE_NAMESPACE, "--replicas=0")
+        install_chart([*shlex.split(os.environ.get("CANVASCHAT_E2E_HELM_ARGS", "")), "--set", "replicaCount=0"])
         self.kubeconfig = service_account_kubeconfig(
             self.artifacts / "operator.kubeconfig", chart_service_account()
         )
