@@ -8,6 +8,7 @@ pub mod render;
 pub mod resources;
 pub mod status;
 pub mod telemetry;
+pub mod yaml;
 
 use std::process::ExitCode;
 

@@ -63,8 +63,13 @@ fn stop_on_signals(stop: CancellationToken) {
     });
 }
 
-async fn check_crd(client: &Client) -> Result<(), RunError> {
-    let chats: Api<CanvasChat> = Api::all(client.clone());
+/// List CanvasChats once, in the watched scope (a namespaced install may not list
+/// cluster-wide), so a missing CRD or missing permissions fail fast with a clear message.
+async fn check_crd(client: &Client, namespace: Option<&str>) -> Result<(), RunError> {
+    let chats: Api<CanvasChat> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     match chats.list(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Err(RunError::CrdMissing),
@@ -99,7 +104,7 @@ async fn run_controller(
     stop: CancellationToken,
 ) -> Result<(), RunError> {
     let client = Client::try_default().await.map_err(RunError::Client)?;
-    check_crd(&client).await?;
+    check_crd(&client, args.namespace.as_deref()).await?;
     metrics.set_ready();
     let ctx = Arc::new(Context::new(
         client.clone(),

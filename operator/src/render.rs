@@ -29,6 +29,12 @@ pub enum RenderError {
         index: usize,
         error: serde_json::Error,
     },
+    #[error("{source_name}: document {index}: unknown field(s) {fields}")]
+    UnknownFields {
+        source_name: String,
+        index: usize,
+        fields: String,
+    },
     #[error("{source_name}: document {index} ({name}): {error}")]
     Invalid {
         source_name: String,
@@ -75,12 +81,26 @@ pub fn parse(source_name: &str, text: &str) -> Result<Vec<CanvasChat>, RenderErr
                 kind,
             });
         }
-        let chat: CanvasChat =
-            serde_json::from_value(value).map_err(|error| RenderError::Shape {
+        let mut unknown = Vec::new();
+        let chat: CanvasChat = serde_ignored::deserialize(value, |path| {
+            unknown.push(path.to_string());
+        })
+        .map_err(|error| RenderError::Shape {
+            source_name: source_name.to_owned(),
+            index,
+            error,
+        })?;
+        // Like kubectl's strict field validation: a misspelt field is an error, not a
+        // silently ignored setting. Only the spec is checked: metadata and status are the
+        // API server's business, apiVersion and kind were checked above.
+        unknown.retain(|path| path.starts_with("spec"));
+        if !unknown.is_empty() {
+            return Err(RenderError::UnknownFields {
                 source_name: source_name.to_owned(),
                 index,
-                error,
-            })?;
+                fields: unknown.join(", "),
+            });
+        }
         chat.validate().map_err(|error| RenderError::Invalid {
             source_name: source_name.to_owned(),
             index,
@@ -107,10 +127,7 @@ pub fn render(source_name: &str, text: &str) -> Result<String, RenderError> {
             .map_err(|e| RenderError::Serialise(e.to_string()))?;
         for value in values {
             out.push_str("---\n");
-            out.push_str(
-                &serde_yaml::to_string(&value)
-                    .map_err(|e| RenderError::Serialise(e.to_string()))?,
-            );
+            out.push_str(&crate::yaml::to_string(&value));
         }
     }
     Ok(out)
@@ -157,6 +174,17 @@ mod tests {
         .expect_err("invalid");
         assert!(
             err.to_string().contains("(x)") && err.to_string().contains("minReplicas"),
+            "{err}"
+        );
+
+        let err = render(
+            "f.yaml",
+            "apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata: {name: x, labels: {a: b}}\nspec: {gateway: {replica: 3, settings: {logLevl: debug}}}\n",
+        )
+        .expect_err("unknown fields");
+        assert!(
+            err.to_string()
+                .contains("unknown field(s) spec.gateway.replica, spec.gateway.settings.logLevl"),
             "{err}"
         );
 
