@@ -76,7 +76,6 @@ impl Session {
                 reason,
                 "could not join"
             );
-            own.send(&ServerFrame::error(ErrorCode::Unavailable, reason, None));
             registration
                 .closer
                 .close(close_code::TRY_AGAIN_LATER, "presence unavailable");
@@ -335,18 +334,26 @@ async fn write_frames(
     loop {
         let message = tokio::select! {
             biased;
-            (code, reason) = closer.closed() => {
-                let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
-                return;
-            }
+            _ = closer.closed() => break,
             Some(frame) = own.recv() => Message::Text(frame),
             Some(frame) = broadcast.recv() => Message::Text(frame),
             _ = pings.tick() => Message::Ping(Default::default()),
         };
-        if sink.send(message).await.is_err() {
-            closer.close(close_code::GOING_AWAY, "send failed");
-            return;
+        // A client that stops reading blocks the send once the socket buffers are full;
+        // racing it with the closer lets such a client be closed instead of pinning the task.
+        tokio::select! {
+            biased;
+            _ = closer.closed() => break,
+            sent = sink.send(message) => if sent.is_err() {
+                closer.close(close_code::GOING_AWAY, "send failed");
+                return;
+            },
         }
     }
+    let (code, reason) = closer.closed().await;
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
 }

@@ -115,21 +115,29 @@ async fn a_client_that_stops_reading_is_disconnected() {
     let (mut sender, _) = join(&g, "sender", "slow").await;
     let payload = "y".repeat(60_000);
     // Enough to fill the socket buffers and then the queue: bounded at 400 frames (24 MB).
-    let mut closed = false;
+    let mut stalled_left = false;
     for i in 0..400 {
         sender.chat(&payload, 0.0, 0.0, &format!("{i}")).await;
-        assert_eq!(
-            sender.recv_type("ack").await["client_msg_id"],
-            format!("{i}")
-        );
-        let (_, metrics) = g.get("/metrics").await.expect("metrics");
-        if metrics.contains("canvaschat_rejected_total{reason=\"SlowConsumer\"} 1") {
-            closed = true;
+        loop {
+            let frame = sender.recv().await;
+            if frame["type"] == "user_left" && frame["user_id"] == "stalled" {
+                stalled_left = true;
+            }
+            if frame["type"] == "ack" {
+                break;
+            }
+        }
+        if stalled_left {
             break;
         }
     }
-    assert!(closed, "the stalled client was never disconnected");
-    assert_eq!(stalled.expect_close().await, Some(1008));
+    // Its session ended while it still read nothing: the others saw it leave.
+    assert!(stalled_left, "the stalled client was never disconnected");
+    let (_, metrics) = g.get("/metrics").await.expect("metrics");
+    assert!(metrics.contains("canvaschat_rejected_total{reason=\"SlowConsumer\"} 1"));
+    // Its socket buffers may still be full, so the close frame can be lost: 1008 or a drop.
+    let code = stalled.expect_close().await;
+    assert!(matches!(code, Some(1008) | None), "closed with {code:?}");
 }
 
 #[tokio::test]

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The one test command (`make test`): installs what is missing, then runs every suite —
+# lint, Rust unit and integration tests (real redis-server), the frontend unit tests, the
+# rendered-manifest schema checks, the browser end-to-end tests (real Chromium, Redis and two
+# gateways) and the operator end-to-end suite on a real local control plane.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/canvaschat/target}"
+export CARGO_TERM_COLOR=never
+
+bash scripts/install-deps.sh || { echo "installing dependencies failed"; exit 1; }
+
+passed=0
+failed=0
+failures=()
+suite() {
+  local name=$1; shift
+  printf '\n== %s\n' "$name"
+  local start=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1)); echo "-- $name: ok ($((SECONDS - start)) s)"
+  else
+    failed=$((failed + 1)); failures+=("$name"); echo "-- $name: FAILED ($((SECONDS - start)) s)"
+  fi
+}
+
+suite "rustfmt" cargo fmt --all --check
+suite "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+suite "rust tests" cargo test --workspace --locked
+# The suites below run the binaries the tests above built.
+suite "build binaries" cargo build --workspace --bins --locked
+export CANVASCHAT_GATEWAY_BIN="$CARGO_TARGET_DIR/debug/canvaschat-gateway"
+export CANVASCHAT_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/canvaschat-operator"
+suite "frontend unit tests" bash -c 'cd frontend && npm test --silent'
+suite "frontend e2e (chromium)" bash -c 'cd frontend && npm run e2e --silent'
+suite "manifest schemas" bash tests/schema/run.sh
+suite "operator e2e (control plane)" bash tests/e2e/run.sh
+
+echo
+[ ${#failures[@]} -eq 0 ] || echo "failed suites: ${failures[*]}"
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
