@@ -82,7 +82,10 @@ impl Error {
 /// Shared by every reconcile.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    reporter: Reporter,
+    /// Shared so a failure that repeats on every retry extends one event series instead of
+    /// adding an event per attempt.
+    retries: Recorder,
     pub metrics: Arc<Metrics>,
     /// Periodic re-reconcile even when nothing changed (drift the watches missed).
     pub resync: Duration,
@@ -96,7 +99,8 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            retries: Recorder::new(client.clone(), reporter.clone()),
+            reporter,
             client,
             metrics,
             resync,
@@ -111,17 +115,35 @@ impl Context {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// An event of its own. A fresh recorder has an empty series cache, so this note is not
+    /// folded into an earlier event with the same reason (e.g. two different deletions).
     async fn event(&self, cc: &CanvasChat, type_: EventType, reason: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &cc.object_ref(&())).await {
-            warn!(name = %cc.name_any(), error = %e, "could not publish event");
-        }
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        publish(&recorder, cc, type_, reason, note).await;
+    }
+
+    /// A warning that may repeat on every retry of the same failure.
+    async fn retry_warning(&self, cc: &CanvasChat, reason: &str, note: String) {
+        publish(&self.retries, cc, EventType::Warning, reason, note).await;
+    }
+}
+
+async fn publish(
+    recorder: &Recorder,
+    cc: &CanvasChat,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &cc.object_ref(&())).await {
+        warn!(name = %cc.name_any(), error = %e, "could not publish event");
     }
 }
 
@@ -401,7 +423,7 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
     }
 
     if let Err(invalid) = cc.validate() {
-        ctx.event(&cc, EventType::Warning, "InvalidSpec", invalid.to_string())
+        ctx.retry_warning(&cc, "InvalidSpec", invalid.to_string())
             .await;
         finish(&ctx, &cc, &Outcome::InvalidSpec(invalid.to_string())).await?;
         return Err(invalid.into());
@@ -416,8 +438,7 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
     let failures = apply_all(&ctx.client, &ns, &desired).await;
     if !failures.is_empty() {
         let message = failures.join("; ");
-        ctx.event(&cc, EventType::Warning, "ApplyFailed", message.clone())
-            .await;
+        ctx.retry_warning(&cc, "ApplyFailed", message.clone()).await;
         finish(&ctx, &cc, &Outcome::ApplyFailed(message.clone())).await?;
         return Err(Error::Apply(message));
     }
