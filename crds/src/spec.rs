@@ -431,9 +431,13 @@ impl Default for RedisSpec {
     }
 }
 
-/// Persistent storage of Redis.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+/// Persistent storage of Redis. enabled, size and storageClassName are fixed at creation:
+/// a StatefulSet's volume claim templates cannot change (resize the PVC itself instead).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.enabled == oldSelf.enabled && self.size == oldSelf.size && has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("redis.storage enabled, size and storageClassName cannot change after creation (StatefulSet volume claim templates are immutable); resize the PVC itself, or recreate the CanvasChat")
+)]
 pub struct StorageSpec {
     /// Use a PersistentVolumeClaim for /data. When false, an emptyDir is used and data is
     /// lost with the pod. Default: true.

@@ -62,6 +62,7 @@ fn crd_has_names_columns_and_status() {
         "self.presenceTtlSeconds > self.presenceHeartbeatSeconds",
         "!has(self.tlsSecretName) || has(self.host)",
         "self.metadata.name.matches",
+        "self.size == oldSelf.size",
     ] {
         assert!(yaml.contains(rule), "missing CEL rule {rule}");
     }
