@@ -31,6 +31,15 @@ def pytest_configure(config: pytest.Config) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keeps the test's own outcome on the item, so fixtures can dump state on failure."""
+    report = yield
+    if report.when == "call":
+        item.report_call = report  # type: ignore[attr-defined]
+    return report
+
+
 @pytest.fixture(scope="session")
 def operator() -> Iterator[Any]:
     """The operator, installed once for the session with `helm install` and removed after."""
@@ -55,7 +64,8 @@ def namespace(request: pytest.FixtureRequest, operator: Any) -> Iterator[str]:
     name = f"e2e-{slug}-{uuid.uuid4().hex[:5]}"
     kubectl("create", "namespace", name)
     yield name
-    if request.session.testsfailed:
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
         dump = kubectl("get", "all,cm,ingress,hpa,pdb,pvc,canvaschats,events", "-n", name, "-o", "wide")
         (ARTIFACTS / f"{name}.txt").write_text(dump)
     kubectl("delete", "namespace", name, "--wait=false")

@@ -50,7 +50,7 @@ def get(resource: str, name: str, namespace: str | None = None) -> dict[str, Any
     """The object as JSON, or None when it does not exist."""
     ns = ["-n", namespace] if namespace else []
     try:
-        return json.loads(kubectl("get", resource, name, *ns, "-o", "json"))
+        return json.loads(kubectl("get", resource, name, *ns, "-o", "json", "--show-managed-fields"))
     except KubectlError as err:
         if "NotFound" in err.stderr or "not found" in err.stderr:
             return None
@@ -59,7 +59,7 @@ def get(resource: str, name: str, namespace: str | None = None) -> dict[str, Any
 
 def list_objects(resource: str, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
     sel = ["-l", selector] if selector else []
-    return json.loads(kubectl("get", resource, "-n", namespace, *sel, "-o", "json"))["items"]
+    return json.loads(kubectl("get", resource, "-n", namespace, *sel, "-o", "json", "--show-managed-fields"))["items"]
 
 
 def apply(manifest: Any, namespace: str | None = None) -> str:

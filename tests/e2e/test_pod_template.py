@@ -73,12 +73,26 @@ def processes(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
         log.close()
 
 
+def with_option(args: list[str], option: str, value: str) -> list[str]:
+    """args with `option value` replaced in place (redis-server applies some options, such
+    as --dir, as it reads them, so a later duplicate is too late), or appended."""
+    out = list(args)
+    if option in out:
+        out[out.index(option) + 1] = value
+    else:
+        out += [option, value]
+    return out
+
+
 def redis_command(sts: dict[str, Any], port: int, data_dir: Path) -> list[str]:
     container = sts["spec"]["template"]["spec"]["containers"][0]
     args = argv(container, "redis-server")
     assert Path(args[0]).name == "redis-server", f"the Redis container does not run redis-server: {args}"
-    # Same options, on a private loopback port and directory; later options win in redis-server.
-    return [REDIS_SERVER, *args[1:], "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--save", ""]
+    # The same options, on a private loopback port and directory, without snapshots.
+    options = args[1:]
+    for option, value in (("--port", str(port)), ("--dir", str(data_dir)), ("--bind", "127.0.0.1"), ("--save", "")):
+        options = with_option(options, option, value)
+    return [REDIS_SERVER, *options]
 
 
 def gateway_env(deployment: dict[str, Any], namespace: str, redis_port: int, listen_port: int, replica: int) -> dict[str, str]:
@@ -132,8 +146,16 @@ def test_gateway_and_redis_run_from_the_operator_pod_templates(
     redis_port = free_port()
     (tmp_path / "redis").mkdir()
     redis = processes("redis", redis_command(sts, redis_port, tmp_path / "redis"))
-    eventually(lambda: redis.poll() is None and socket.create_connection(("127.0.0.1", redis_port), 1).close() is None,
-               timeout=20, what="redis-server listening")
+
+    def redis_listening() -> bool:
+        assert redis.poll() is None, f"redis-server exited {redis.returncode}"
+        try:
+            socket.create_connection(("127.0.0.1", redis_port), 1).close()
+            return True
+        except OSError:
+            return False
+
+    eventually(redis_listening, timeout=20, what="redis-server listening")
 
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     command = argv(container, str(GATEWAY_BIN))
