@@ -202,6 +202,56 @@ where
     .map_err(|e| format!("{} {name}: {e}", K::kind(&())))
 }
 
+/// Field manager that keeps `spec.replicas` when autoscaling takes over from fixed replicas.
+const HANDOVER_MANAGER: &str = "canvaschat-operator-handover";
+
+/// When autoscaling is switched on, the operator stops applying `replicas`. If it owned the
+/// field until now, server-side apply would remove it and the Deployment would drop to 1 pod
+/// until the HPA reacts. Handing the current value to a separate manager first keeps the
+/// pod count; the HPA then takes the field over when it scales.
+async fn hand_replicas_to_hpa(
+    client: &Client,
+    ns: &str,
+    desired: &Deployment,
+) -> Result<(), String> {
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let existing = api
+        .get_opt(&name)
+        .await
+        .map_err(|e| format!("Deployment {name}: {e}"))?;
+    let Some(existing) = existing else {
+        return Ok(());
+    };
+    let owned_by_us = existing.managed_fields().iter().any(|entry| {
+        entry.manager.as_deref() == Some(FIELD_MANAGER)
+            && entry.subresource.is_none()
+            && entry
+                .fields_v1
+                .as_ref()
+                .and_then(|f| f.0.get("f:spec"))
+                .and_then(|spec| spec.get("f:replicas"))
+                .is_some()
+    });
+    let Some(replicas) = existing.spec.replicas.filter(|_| owned_by_us) else {
+        return Ok(());
+    };
+    let patch = serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"replicas": replicas},
+    });
+    api.patch(
+        &name,
+        &PatchParams::apply(HANDOVER_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| format!("Deployment {name} (replicas handover): {e}"))
+}
+
 /// Apply every desired child. All are attempted; failures are collected.
 async fn apply_all(client: &Client, ns: &str, desired: &Desired) -> Vec<String> {
     let mut failures = Vec::new();
@@ -435,7 +485,13 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
     }
 
     let desired = resources::build(&cc)?;
-    let failures = apply_all(&ctx.client, &ns, &desired).await;
+    let mut failures = Vec::new();
+    if desired.gateway_deployment.spec.replicas.is_none()
+        && let Err(e) = hand_replicas_to_hpa(&ctx.client, &ns, &desired.gateway_deployment).await
+    {
+        failures.push(e);
+    }
+    failures.extend(apply_all(&ctx.client, &ns, &desired).await);
     if !failures.is_empty() {
         let message = failures.join("; ");
         ctx.retry_warning(&cc, "ApplyFailed", message.clone()).await;
