@@ -249,7 +249,10 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
   step('a restarted gateway: the page reconnects by itself, sends what was typed offline, keeps working', async () => {
     bob = await newPage('bob');
     await bob.goto(`${gateways[1].origin}/?channel=${CHANNEL}`);
-    await waitConnected(bob); // the name was remembered: no form this time
+    // A new tab offers the remembered name; Enter keeps it.
+    assert.equal(await bob.getByLabel('Your name').inputValue(), 'bob');
+    await bob.getByLabel('Your name').press('Enter');
+    await waitConnected(bob);
     await waitOnline(bob, ['alice', 'bob']);
     await waitOnline(alice, ['alice', 'bob']);
 
@@ -282,8 +285,6 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     const carol = await newPage('carol');
     await carol.setViewportSize({ width: 390, height: 844 });
     await carol.goto(`${gateways[1].origin}/?channel=${CHANNEL}-limits`);
-    await waitConnected(carol);
-    await carol.getByRole('button', { name: /Change name/ }).click();
     await carol.getByLabel('Your name').fill('carol');
     await carol.getByRole('button', { name: `Join #${CHANNEL}-limits` }).click();
     await waitConnected(carol);
@@ -316,6 +317,7 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     const cdp = await page.context().newCDPSession(page);
     await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: true, maxTouchPoints: 5 });
     await page.goto(`${gateways[1].origin}/?channel=${CHANNEL}-touch`);
+    await page.getByRole('button', { name: `Join #${CHANNEL}-touch` }).click();
     await waitConnected(page);
     const box = await canvasBox(page);
     const touch = (type, points) =>
@@ -352,5 +354,54 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
 
   it('raised no page errors', () => {
     assert.deepEqual(pageErrors, []);
+  });
+});
+
+describe("the README's local run: one gateway with its embedded broker, two windows of one browser", { timeout: 120_000 }, () => {
+  let gateway;
+  let context;
+
+  before(async () => {
+    logDir = artifactsDir();
+    gateway = await startGateway('gateway-embedded', { redisUrl: undefined, logDir });
+    context = await launchBrowser();
+  });
+
+  after(async () => {
+    await context?.cleanup();
+    await gateway?.stop();
+  });
+
+  it('two people chat across two windows, then one changes name', async () => {
+    const errors = [];
+    context.on('page', (page) => page.on('pageerror', (e) => errors.push(e.message)));
+    const first = await context.newPage();
+    await first.goto(`${gateway.origin}/`);
+    await first.getByLabel('Your name').fill('dora');
+    await first.getByRole('button', { name: 'Join #default' }).click();
+    await waitConnected(first);
+
+    const second = await context.newPage();
+    await second.goto(`${gateway.origin}/`);
+    assert.equal(await second.getByLabel('Your name').inputValue(), 'dora', 'the remembered name is offered');
+    await second.getByLabel('Your name').fill('eve');
+    await second.getByRole('button', { name: 'Join #default' }).click();
+    await waitConnected(second);
+    await waitOnline(first, ['dora', 'eve']);
+
+    await writeAt(first, 250, 180, 'hi eve');
+    await messageFrom(second, 'dora', 'hi eve').waitFor({ timeout: 5000 });
+    await writeAt(second, 420, 300, 'hi dora');
+    await messageFrom(first, 'eve', 'hi dora').waitFor({ timeout: 5000 });
+    await shot(second, '12-embedded-two-windows');
+
+    await first.reload();
+    await waitConnected(first); // a reloaded tab keeps its own name
+    await first.getByRole('button', { name: /You are dora/ }).click();
+    await first.getByLabel('Your name').fill('dora2');
+    await first.getByRole('button', { name: 'Join #default' }).click();
+    await waitConnected(first);
+    await waitOnline(second, ['dora2', 'eve']);
+    assert.deepEqual(errors, []);
   });
 });

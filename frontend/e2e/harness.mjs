@@ -63,8 +63,11 @@ class Service {
 
   start() {
     this.log.write(`--- start ${new Date().toISOString()}: ${this.command} ${this.args.join(' ')}\n`);
+    const env = { ...process.env, ...this.env };
+    // An undefined value means "unset", whatever the caller's environment says.
+    for (const [k, v] of Object.entries(this.env)) if (v === undefined) delete env[k];
     const child = spawn(this.command, this.args, {
-      env: { ...process.env, ...this.env },
+      env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout.pipe(this.log, { end: false });
@@ -129,6 +132,7 @@ async function canConnect(port) {
   });
 }
 
+/** A gateway replica; without `redisUrl` it runs its embedded single-replica broker. */
 export async function startGateway(name, { redisUrl, logDir, env = {} }) {
   const bin = gatewayBinary();
   if (!existsSync(bin)) {

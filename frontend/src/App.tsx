@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useState } from 'react';
-import { channelFromSearch, loadName, saveName, userColour } from './lib/identity';
+import { channelFromSearch, saveName, startingName, userColour } from './lib/identity';
 import { chatUrl } from './lib/protocol';
 import { ChatClient } from './net/client';
 import { ClientContext, StoreContext, useChat } from './state/context';
@@ -10,9 +10,9 @@ import { NameForm } from './components/NameForm';
 import { PresencePanel } from './components/PresencePanel';
 import { ShareLink } from './components/ShareLink';
 
-function storage(): Storage | null {
+function storage(kind: 'localStorage' | 'sessionStorage'): Storage | null {
   try {
-    return window.localStorage;
+    return window[kind];
   } catch {
     return null;
   }
@@ -20,7 +20,8 @@ function storage(): Storage | null {
 
 export function App() {
   const { channel, rejected } = useMemo(() => channelFromSearch(window.location.search), []);
-  const [name, setName] = useState<string | null>(() => loadName(storage()));
+  const [start] = useState(() => startingName(storage('sessionStorage'), storage('localStorage')));
+  const [name, setName] = useState<string | null>(start.joined);
   const [editingName, setEditingName] = useState(false);
 
   useEffect(() => {
@@ -30,11 +31,12 @@ export function App() {
   if (name === null || editingName) {
     return (
       <NameForm
-        initial={name ?? ''}
+        initial={name ?? start.suggestion}
         channel={channel}
         onCancel={name === null ? undefined : () => setEditingName(false)}
         onSubmit={(n) => {
-          saveName(storage(), n);
+          saveName(storage('sessionStorage'), n);
+          saveName(storage('localStorage'), n);
           setName(n);
           setEditingName(false);
         }}

@@ -1,4 +1,4 @@
-import { useId, useState, type FormEvent } from 'react';
+import { useEffect, useId, useRef, useState, type FormEvent } from 'react';
 import { describeNameProblem, invalidChars, NAME_MAX, validateName } from '../lib/identity';
 
 interface Props {
@@ -12,12 +12,18 @@ interface Props {
 export function NameForm({ initial, channel, onSubmit, onCancel }: Props) {
   const [name, setName] = useState(initial);
   const [touched, setTouched] = useState(initial !== '');
+  const inputRef = useRef<HTMLInputElement>(null);
   const inputId = useId();
   const hintId = useId();
   const errorId = useId();
   const problem = validateName(name);
   const bad = invalidChars(name);
   const showError = touched && problem !== null;
+
+  // A remembered name is selected, so Enter keeps it and typing replaces it.
+  useEffect(() => {
+    inputRef.current?.select();
+  }, []);
 
   const submit = (e: FormEvent) => {
     e.preventDefault();
@@ -39,6 +45,7 @@ export function NameForm({ initial, channel, onSubmit, onCancel }: Props) {
           Your name
         </label>
         <input
+          ref={inputRef}
           id={inputId}
           className="gate__input"
           name="name"

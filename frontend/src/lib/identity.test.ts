@@ -7,6 +7,7 @@ import {
   NAME_STORAGE_KEY,
   saveName,
   shareLink,
+  startingName,
   userColour,
   validateName,
 } from './identity';
@@ -74,5 +75,24 @@ describe('remembered name', () => {
     expect(loadName(throwing)).toBeNull();
     expect(() => saveName(throwing, 'alice')).not.toThrow();
     expect(loadName(null)).toBeNull();
+  });
+});
+
+describe('startingName', () => {
+  const storageWith = (name?: string) => ({
+    getItem: (k: string) => (k === NAME_STORAGE_KEY && name !== undefined ? name : null),
+  });
+
+  it('a reloaded tab rejoins with its own name', () => {
+    expect(startingName(storageWith('bob'), storageWith('alice'))).toEqual({ joined: 'bob', suggestion: 'bob' });
+  });
+
+  it('a new tab offers the remembered name', () => {
+    expect(startingName(storageWith(), storageWith('alice'))).toEqual({ joined: null, suggestion: 'alice' });
+  });
+
+  it('a first visit starts empty', () => {
+    expect(startingName(storageWith(), storageWith())).toEqual({ joined: null, suggestion: '' });
+    expect(startingName(null, null)).toEqual({ joined: null, suggestion: '' });
   });
 });

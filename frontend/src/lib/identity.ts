@@ -88,3 +88,22 @@ export function saveName(storage: Pick<Storage, 'setItem'> | null, name: string)
     // Private mode or a full quota: the name still works for this visit.
   }
 }
+
+export interface StartingName {
+  /** The name this tab already joined with (it survives a reload): join at once. */
+  joined: string | null;
+  /** Otherwise the remembered name, offered in the name form. */
+  suggestion: string;
+}
+
+/**
+ * The remembered name (localStorage) is only a suggestion in a new tab, so two windows of
+ * one browser can be two people; a tab that already joined (sessionStorage) goes straight in.
+ */
+export function startingName(
+  session: Pick<Storage, 'getItem'> | null,
+  local: Pick<Storage, 'getItem'> | null,
+): StartingName {
+  const joined = loadName(session);
+  return { joined, suggestion: joined ?? loadName(local) ?? '' };
+}
