@@ -19,7 +19,7 @@ use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -540,6 +540,13 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, stop: CancellationT
         .owns(api::<HorizontalPodAutoscaler>(&client, namespace), owned.clone())
         .owns(api::<PodDisruptionBudget>(&client, namespace), owned.clone())
         .owns(api::<Ingress>(&client, namespace), owned)
+        // Child status updates come in bursts during a rollout; coalesce them, and bound how
+        // many CanvasChats reconcile at once.
+        .with_config(
+            controller::Config::default()
+                .debounce(Duration::from_millis(500))
+                .concurrency(8),
+        )
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
