@@ -236,6 +236,18 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     await bob.getByTestId('canvas').focus();
     await bob.keyboard.press('0');
     assert.deepEqual(await viewportOf(bob), { scale: 1, offsetX: 0, offsetY: 0 });
+
+    // Trackpad: a two-finger scroll (small pixel deltas) pans, a pinch (ctrl + wheel) zooms.
+    await bob.mouse.wheel(12.5, 7.5);
+    await waitFor('two-finger pan', async () => {
+      const v = await viewportOf(bob);
+      return v.offsetX === -12.5 && v.offsetY === -7.5 && v.scale === 1;
+    });
+    await bob.keyboard.down('Control');
+    await bob.mouse.wheel(0, -8);
+    await bob.keyboard.up('Control');
+    await waitFor('trackpad pinch zoom', async () => (await viewportOf(bob)).scale > 1);
+    await bob.keyboard.press('0');
   });
 
   step("closing a page updates the other's online list", async () => {

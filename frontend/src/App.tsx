@@ -96,7 +96,9 @@ function ChatScreen({ userId, channel, rejected, onChangeName }: ChatScreenProps
               “{rejected}” is not a valid channel name (1–64 letters, digits, “_”, “.” or “-”); you are in #{channel}.
             </p>
           )}
-          <CanvasSurface />
+          <main className="app__main">
+            <CanvasSurface />
+          </main>
           <PresencePanel />
           <ServerNotice />
           <LatestMessageAnnouncer />

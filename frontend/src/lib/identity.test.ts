@@ -48,7 +48,7 @@ describe('userColour', () => {
   it('is stable per user and differs between users', () => {
     expect(userColour('alice')).toBe(userColour('alice'));
     expect(userColour('alice')).not.toBe(userColour('bob'));
-    expect(userColour('alice')).toMatch(/^hsl\(\d+ \d+% \d+%\)$/);
+    expect(userColour('alice')).toMatch(/^oklch\(\d+% 0\.\d\d \d+\)$/);
   });
 });
 

@@ -61,13 +61,17 @@ export function hashString(s: string): number {
   return h >>> 0;
 }
 
-/** A stable colour per user id, dark enough for text on the light canvas. */
+/**
+ * A stable colour per user id. OKLCH keeps the perceived lightness equal across hues, so
+ * every colour has the same contrast against the light canvas (about 5:1 or better),
+ * where an HSL yellow would be unreadable next to an HSL blue.
+ */
 export function userColour(userId: string): string {
   const h = hashString(userId);
   const hue = h % 360;
-  const saturation = 55 + ((h >>> 9) % 25);
-  const lightness = 32 + ((h >>> 17) % 10);
-  return `hsl(${hue} ${saturation}% ${lightness}%)`;
+  const lightness = 44 + ((h >>> 9) % 7);
+  const chroma = 0.12 + ((h >>> 17) % 6) / 100;
+  return `oklch(${lightness}% ${chroma.toFixed(2)} ${hue})`;
 }
 
 export const NAME_STORAGE_KEY = 'canvaschat.name';
