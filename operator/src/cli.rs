@@ -47,8 +47,17 @@ pub struct RunArgs {
     #[arg(long, env = "CANVASCHAT_WATCH_NAMESPACE")]
     pub namespace: Option<String>,
 
-    /// Take a coordination.k8s.io Lease before reconciling, so several replicas are safe.
-    #[arg(long, env = "CANVASCHAT_LEADER_ELECTION", default_value_t = true, action = ArgAction::Set)]
+    /// Take a coordination.k8s.io Lease before reconciling, so several replicas are safe
+    /// (true/false, on/off; a bare `--leader-election` means on).
+    #[arg(
+        long,
+        env = "CANVASCHAT_LEADER_ELECTION",
+        default_value = "true",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = ArgAction::Set
+    )]
     pub leader_election: bool,
 
     /// Namespace of the leader-election Lease.
@@ -99,9 +108,17 @@ mod tests {
         assert_eq!(cli.run.namespace.as_deref(), Some("chat"));
         assert!(!cli.run.leader_election);
 
+        let cli = Cli::try_parse_from(["canvaschat-operator", "run", "--leader-election=off"])
+            .expect("parses");
+        let Some(Command::Run(args)) = cli.command else {
+            panic!("expected run");
+        };
+        assert!(!args.leader_election);
+
         let cli = Cli::try_parse_from([
             "canvaschat-operator",
             "run",
+            "--leader-election",
             "--lease-namespace",
             "ops",
             "--metrics-addr",
