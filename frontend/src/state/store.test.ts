@@ -91,7 +91,7 @@ describe('own message lifecycle', () => {
   it('retry puts a failed message back in the queue; dismiss removes it', () => {
     s().compose('c-1', 'one', at);
     s().markSending('c-1');
-    s().fail('c-1', 'nope');
+    s().receive({ type: 'error', code: 'invalid_message', message: 'nope', client_msg_id: 'c-1' });
     s().requeue('c-1');
     expect(byKey('c-1')).toMatchObject({ status: 'queued', error: undefined });
     expect(s().queued().map((m) => m.key)).toEqual(['c-1']);

@@ -64,7 +64,6 @@ export interface ChatState {
   receive(frame: ServerFrame): void;
   /** The connection closed: whatever was on the wire without an ack is now failed. */
   failInFlight(reason: string): void;
-  fail(key: string, reason: string): void;
   /** Puts a failed message back in the queue. */
   requeue(key: string): void;
   dismiss(key: string): void;
@@ -262,10 +261,6 @@ export function createChatStore(): ChatStore {
         for (const m of get().messages) {
           if (m.own && m.status === 'sending') failMessage(m.key, reason);
         }
-      },
-
-      fail(key, reason) {
-        failMessage(key, reason);
       },
 
       requeue(key) {
