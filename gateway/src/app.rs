@@ -121,25 +121,29 @@ impl App {
 
     /// Starts the presence heartbeat and the sweep of expired presence.
     pub fn spawn_presence_tasks(self: &Arc<Self>) {
-        let app = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(app.config.heartbeat());
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = app.stopped.cancelled() => return,
-                    _ = tick.tick() => app.refresh_presence().await,
-                }
-            }
+        self.spawn_every(self.config.heartbeat(), |app| async move {
+            app.refresh_presence().await
         });
+        self.spawn_every(self.config.sweep_interval(), |app| async move {
+            app.sweep_presence().await
+        });
+    }
+
+    /// Runs `work` every `period` until the process stops; a slow round delays the next
+    /// instead of piling up.
+    fn spawn_every<F, Fut>(self: &Arc<Self>, period: Duration, work: F)
+    where
+        F: Fn(Arc<App>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
         let app = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(app.config.sweep_interval());
+            let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = app.stopped.cancelled() => return,
-                    _ = tick.tick() => app.sweep_presence().await,
+                    _ = tick.tick() => work(app.clone()).await,
                 }
             }
         });

@@ -135,6 +135,14 @@ fn conns_prefix(channel: &str) -> String {
     format!("canvaschat:{{{channel}}}:conns:")
 }
 
+/// The keys a join or leave touches: the channel's users and the member's connections.
+fn member_keys(channel: &str, member: &Member) -> Vec<String> {
+    vec![
+        users_key(channel),
+        format!("{}{}", conns_prefix(channel), member.user),
+    ]
+}
+
 fn redis_err(operation: &'static str) -> impl FnOnce(fred::error::Error) -> BrokerError {
     move |source| BrokerError::Redis { operation, source }
 }
@@ -363,10 +371,6 @@ impl Broker for RedisBroker {
         member: &'a Member,
     ) -> BoxFuture<'a, Result<bool, BrokerError>> {
         async move {
-            let keys = vec![
-                users_key(channel),
-                format!("{}{}", conns_prefix(channel), member.user),
-            ];
             let args = vec![
                 member.user.clone(),
                 member.connection.clone(),
@@ -375,7 +379,7 @@ impl Broker for RedisBroker {
             let first: i64 = self
                 .scripts
                 .join
-                .evalsha_with_reload(&self.client, keys, args)
+                .evalsha_with_reload(&self.client, member_keys(channel, member), args)
                 .await
                 .map_err(redis_err("presence join"))?;
             Ok(first == 1)
@@ -389,15 +393,11 @@ impl Broker for RedisBroker {
         member: &'a Member,
     ) -> BoxFuture<'a, Result<bool, BrokerError>> {
         async move {
-            let keys = vec![
-                users_key(channel),
-                format!("{}{}", conns_prefix(channel), member.user),
-            ];
             let args = vec![member.user.clone(), member.connection.clone()];
             let last: i64 = self
                 .scripts
                 .leave
-                .evalsha_with_reload(&self.client, keys, args)
+                .evalsha_with_reload(&self.client, member_keys(channel, member), args)
                 .await
                 .map_err(redis_err("presence leave"))?;
             Ok(last == 1)
