@@ -18,7 +18,6 @@ deps:
 frontend:
 	cd frontend && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build
 
-## crd: regenerate the committed CRD YAML from the Rust types
+## crd: regenerate the committed CRD YAML (crds/ and the chart's copy) from the Rust types
 crd:
-	cargo run -q -p canvaschat-operator -- crd > crds/canvaschat.io_canvaschats.yaml
-	cp crds/canvaschat.io_canvaschats.yaml charts/canvaschat-operator/crds/
+	CANVASCHAT_UPDATE_CRDS=1 cargo test -q -p canvaschat-crds --test crd_drift
