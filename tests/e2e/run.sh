@@ -42,7 +42,10 @@ if [ -z "${KUBECONFIG:-}" ]; then
 else
     export CANVASCHAT_E2E_OPERATOR=${CANVASCHAT_E2E_OPERATOR:-deployment}
 fi
-command -v helm >/dev/null || { say "helm is not installed"; exit 1; }
+if ! command -v helm >/dev/null; then
+    say "no helm on PATH; using the one tests/controlplane/build.sh builds"
+    export PATH=$("$repo/tests/controlplane/build.sh" | tail -n 1):$PATH
+fi
 
 if [ "${CANVASCHAT_E2E_SKIP_BUILD:-0}" != 1 ]; then
     say "building canvaschat-operator and canvaschat-gateway (release)"

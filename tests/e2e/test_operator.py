@@ -7,12 +7,10 @@ import signal
 import time
 from typing import Any, Callable
 
-import pytest
-
 from conftest import wait_ready
 from expectations import assert_children
-from kube import child_writes, delete, eventually, get
-from operator_runner import leases
+from kube import child_writes, delete, eventually, get, kubectl
+from operator_runner import RELEASE_NAMESPACE, leases
 
 CHAT = "chat"
 SPEC = {"ingress": {"enabled": True, "host": "restart.example.test"}}
@@ -45,9 +43,16 @@ def test_restart_rewrites_no_child(operator: Any, namespace: str, ready_chat: Ca
 def test_only_the_leader_reconciles_and_the_other_takes_over(
     operator: Any, namespace: str, ready_chat: Callable[..., Any]
 ) -> None:
-    if operator.mode != "process":
-        pytest.skip("the two-replica handover is covered by test_leader_handover_in_cluster")
     ready_chat(CHAT, SPEC)
+    if operator.mode == "process":
+        leader_handover_between_processes(operator, namespace)
+    else:
+        leader_handover_between_pods(operator, namespace)
+
+
+def leader_handover_between_processes(operator: Any, namespace: str) -> None:
+    """Two host processes: the leader's reconcile counter moves, the standby's does not;
+    SIGKILL the leader and the standby takes the lease once it expires and repairs drift."""
     second = operator.start()
     first = next(p for p in operator.running() if p is not second)
     leaders = [p.name for p in (first, second) if p.is_leader()]
@@ -77,10 +82,8 @@ def test_only_the_leader_reconciles_and_the_other_takes_over(
     assert_children(wait_ready(namespace, CHAT))
 
 
-def test_leader_handover_in_cluster(operator: Any, namespace: str, ready_chat: Callable[..., Any]) -> None:
-    if operator.mode != "deployment":
-        pytest.skip("in process mode test_only_the_leader_reconciles_and_the_other_takes_over covers this")
-    ready_chat(CHAT, SPEC)
+def leader_handover_between_pods(operator: Any, namespace: str) -> None:
+    """Two operator pods: one holds the Lease; delete it and the other takes over."""
     operator.scale(2)
     try:
         holders = eventually(leases, timeout=60, what="a held Lease")
@@ -88,7 +91,10 @@ def test_leader_handover_in_cluster(operator: Any, namespace: str, ready_chat: C
         (lease_name, holder), = holders.items()
         pods = operator.pods()
         assert holder in pods, f"lease holder {holder!r} is not one of the operator pods {pods}"
-        delete("pods", holder, operator_namespace(), wait=False)
+        for standby in (p for p in pods if p != holder):
+            log = kubectl("logs", standby, "-n", RELEASE_NAMESPACE)
+            assert "acquired the leader lease" not in log, f"standby {standby} reconciles too:\n{log}"
+        delete("pods", holder, RELEASE_NAMESPACE, wait=False)
         eventually(
             lambda: leases().get(lease_name) not in (None, holder),
             timeout=120,
@@ -98,9 +104,3 @@ def test_leader_handover_in_cluster(operator: Any, namespace: str, ready_chat: C
         eventually(lambda: get("services", f"{CHAT}-gateway", namespace), timeout=60, what="Service recreated by the new leader")
     finally:
         operator.scale(1)
-
-
-def operator_namespace() -> str:
-    from operator_runner import RELEASE_NAMESPACE
-
-    return RELEASE_NAMESPACE
