@@ -8,7 +8,8 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
@@ -16,6 +17,12 @@ use crate::protocol::{Incoming, Stamp, Target};
 use crate::stats::{Latencies, now_us};
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Small read buffers (tungstenite's default is 128 KiB per socket) so 10,000 idle clients
+/// fit in the load generator; benchmark frames are a few hundred bytes.
+fn client_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(8 * 1024)
+}
 
 /// Connects `uid` to `channel` and waits until the server says it is in the channel.
 pub async fn open(
@@ -27,7 +34,7 @@ pub async fn open(
 ) -> Result<Ws, Error> {
     let url = target.url(base, uid, channel);
     let handshake = async {
-        let (mut ws, _) = connect_async(url.as_str())
+        let (mut ws, _) = connect_async_with_config(url.as_str(), Some(client_config()), true)
             .await
             .map_err(|source| Error::Connect {
                 url: url.clone(),

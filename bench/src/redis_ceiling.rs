@@ -113,7 +113,7 @@ pub async fn run(spec: RedisSpec) -> std::result::Result<Result, Error> {
             Better::Higher,
         )
         .metric(
-            "server CPU % of a core",
+            "redis CPU % of a core",
             usage.iter().map(|u| u.cpu_percent).sum(),
             Better::Lower,
         );

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::Error;
 use crate::client;
+use crate::load::REDIS_PROCESS;
 use crate::protocol::Target;
 use crate::report::{Better, Result};
 use crate::stats::{Latencies, Watched, Window};
@@ -93,7 +94,20 @@ pub async fn run(spec: StormSpec) -> std::result::Result<Result, Error> {
         .metric("join p99 ms", summary.p99_ms, Better::Lower)
         .metric(
             "server CPU % of a core",
-            usage.iter().map(|u| u.cpu_percent).sum(),
+            usage
+                .iter()
+                .filter(|u| u.name != REDIS_PROCESS)
+                .map(|u| u.cpu_percent)
+                .sum(),
+            Better::Lower,
+        )
+        .metric(
+            "redis CPU % of a core",
+            usage
+                .iter()
+                .filter(|u| u.name == REDIS_PROCESS)
+                .map(|u| u.cpu_percent)
+                .sum(),
             Better::Lower,
         );
     result.details = json!({

@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# CanvasChat benchmarks: gateway vs. a Centrifugo-equivalent peer vs. raw Redis pub/sub, and
+# the operator against a local control plane. Prints a Markdown table; see bench/README.md.
+#
+#   bash bench/run.sh [--quick] [--no-operator] [--no-gateway] [--out DIR]
+#
+# Everything listens on free 127.0.0.1 ports and is stopped on exit. Every load is bounded in
+# count and in time. Not part of the test command.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH_DIR")
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/canvaschat/target}
+CACHE_DIR=$HOME/.cache/canvaschat/bench
+BIN=$CARGO_TARGET_DIR/release
+
+quick=false run_gateway=true run_operator=true out=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) quick=true ;;
+        --no-operator) run_operator=false ;;
+        --no-gateway) run_gateway=false ;;
+        --out) out=$2; shift ;;
+        -h | --help) sed -n '2,8p' "$0"; exit 0 ;;
+        *) echo "bench: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { echo "bench: $*" >&2; }
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+work=$(mktemp -d /tmp/canvaschat-bench.XXXXXX)
+out=${out:-$work}
+mkdir -p "$out"
+results=$out/results.jsonl
+: > "$results"
+
+started_pids=()
+controlplane_dir=
+cleanup() {
+    local pid
+    for pid in "${started_pids[@]}"; do kill -TERM "$pid" 2> /dev/null || true; done
+    for pid in "${started_pids[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2> /dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2> /dev/null || true
+    done
+    if [ -n "$controlplane_dir" ]; then
+        CANVASCHAT_CP_DIR=$controlplane_dir "$ROOT/tests/controlplane/down.sh" > /dev/null 2>&1 || true
+    fi
+    log "logs and raw results are in $work"
+}
+trap cleanup EXIT
+
+# 10,000 idle connections need as many descriptors in the server and in the load generator.
+ulimit -n 65536 2> /dev/null || ulimit -n "$(ulimit -Hn)"
+
+# Sizes of the full run and of --quick.
+if $quick; then
+    IDLE_CONNS=2000 SECONDS_PER_LOAD=4 STORM_SECONDS=3 DRAIN_SECONDS=6 OPERATOR_MANY=20 RESYNC=10
+else
+    IDLE_CONNS=10000 SECONDS_PER_LOAD=15 STORM_SECONDS=8 DRAIN_SECONDS=8 OPERATOR_MANY=100 RESYNC=15
+fi
+FANOUT_RATE=50          # 1 sender -> 100 receivers: 5,000 deliveries/s
+CHANNELS=200            # many small channels: 5 clients each
+CHANNEL_CLIENTS=1000
+CHANNEL_RATE=1000       # 4,000 deliveries/s
+PAYLOAD=100             # bytes of chat text in every message, for all three systems
+
+# --- build --------------------------------------------------------------------------
+crates=(-p canvaschat-bench)
+$run_gateway && crates+=(-p canvaschat-gateway)
+$run_operator && crates+=(-p canvaschat-operator)
+log "building release binaries (${crates[*]})"
+(cd "$ROOT" && nice -n 10 cargo build --release --quiet "${crates[@]}")
+LOADGEN=$BIN/canvaschat-bench
+
+# The peer is built from its Go module once per version of its source into the cache.
+peer_key=$(cat "$BENCH_DIR/centrifuge-peer/go.mod" "$BENCH_DIR/centrifuge-peer/go.sum" \
+    "$BENCH_DIR/centrifuge-peer/main.go" | sha256sum | cut -c1-12)
+PEER=$CACHE_DIR/centrifuge-peer-$peer_key
+if $run_gateway && [ ! -x "$PEER" ]; then
+    log "building the Centrifuge peer into $PEER"
+    mkdir -p "$CACHE_DIR"
+    (cd "$BENCH_DIR/centrifuge-peer" && nice -n 10 go build -o "$PEER" .)
+fi
+
+free_ports() { # N -> N distinct free loopback ports
+    python3 - "$1" <<'EOF'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+EOF
+}
+
+wait_http() { # NAME PID URL: until URL answers 200, at most 30 s
+    for _ in $(seq 150); do
+        curl -fs --max-time 1 "$3" > /dev/null 2>&1 && return 0
+        kill -0 "$2" 2> /dev/null || { log "$1 exited: $(tail -n 20 "$work/$1.log")"; exit 1; }
+        sleep 0.2
+    done
+    log "$1 did not become ready at $3"
+    exit 1
+}
+
+clk_tck=$(getconf CLK_TCK)
+loadgen() { "$LOADGEN" "$@" --clock-ticks "$clk_tck" | tee -a "$results" | cut -c1-200 >&2; }
+
+# --- gateway, peer and ceiling ----------------------------------------------------------
+if $run_gateway; then
+    read -r redis_port gw_a_port gw_b_port peer_a_port peer_b_port < <(free_ports 5)
+    redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
+        --protected-mode yes --maxclients 20000 > "$work/redis.log" 2>&1 &
+    redis_pid=$!
+    started_pids+=("$redis_pid")
+    for _ in $(seq 50); do redis-cli -p "$redis_port" ping > /dev/null 2>&1 && break; sleep 0.1; done
+    redis_url=redis://127.0.0.1:$redis_port
+
+    start_gateway() { # NAME PORT -> pid in $gateway_pid
+        CANVASCHAT_LISTEN=127.0.0.1:$2 CANVASCHAT_REDIS_URL=$redis_url \
+            CANVASCHAT_RATE_LIMIT_PER_MINUTE=1000000 CANVASCHAT_MAX_CONNECTIONS=20000 \
+            CANVASCHAT_SHUTDOWN_GRACE_SECONDS=10 CANVASCHAT_STATIC_DIR="$work" RUST_LOG=warn \
+            "$BIN/canvaschat-gateway" > "$work/$1.log" 2>&1 &
+        gateway_pid=$!
+        started_pids+=("$gateway_pid")
+        wait_http "$1" "$gateway_pid" "http://127.0.0.1:$2/ready"
+    }
+    start_peer() { # NAME PORT -> pid in $peer_pid
+        "$PEER" -listen "127.0.0.1:$2" -redis "127.0.0.1:$redis_port" > "$work/$1.log" 2>&1 &
+        peer_pid=$!
+        started_pids+=("$peer_pid")
+        wait_http "$1" "$peer_pid" "http://127.0.0.1:$2/health"
+    }
+    start_gateway gateway-a "$gw_a_port"; gw_a_pid=$gateway_pid
+    start_gateway gateway-b "$gw_b_port"; gw_b_pid=$gateway_pid
+    start_peer centrifugo-a "$peer_a_port"; peer_a_pid=$peer_pid
+    start_peer centrifugo-b "$peer_b_port"; peer_b_pid=$peer_pid
+
+    gw=(--target gateway --url "ws://127.0.0.1:$gw_a_port" --url "ws://127.0.0.1:$gw_b_port"
+        --watch "gateway-a=$gw_a_pid" --watch "gateway-b=$gw_b_pid" --watch "redis=$redis_pid")
+    peer=(--target centrifugo --url "ws://127.0.0.1:$peer_a_port" --url "ws://127.0.0.1:$peer_b_port"
+        --watch "centrifugo-a=$peer_a_pid" --watch "centrifugo-b=$peer_b_pid" --watch "redis=$redis_pid")
+
+    log "idle: $IDLE_CONNS connections on one replica"
+    loadgen idle --target gateway --url "ws://127.0.0.1:$gw_a_port" --watch "gateway-a=$gw_a_pid" \
+        --connections "$IDLE_CONNS" --channels 100 --hold 3
+    loadgen idle --target centrifugo --url "ws://127.0.0.1:$peer_a_port" \
+        --watch "centrifugo-a=$peer_a_pid" --connections "$IDLE_CONNS" --channels 100 --hold 3
+    sleep 2 # let both servers finish closing the idle sockets
+
+    log "fan-out 1 -> 100 in one channel, $FANOUT_RATE msg/s, two replicas"
+    fanout=(--scenario "fan-out 1->100" --clients 101 --channels 1 --senders 1
+        --rate "$FANOUT_RATE" --duration "$SECONDS_PER_LOAD" --size "$PAYLOAD")
+    loadgen load "${gw[@]}" "${fanout[@]}"
+    loadgen load "${peer[@]}" "${fanout[@]}"
+    loadgen redis --scenario "fan-out 1->100" --redis-url "$redis_url" --channels 1 \
+        --subscribers-per-channel 100 --rate "$FANOUT_RATE" --duration "$SECONDS_PER_LOAD" \
+        --size "$PAYLOAD" --watch "redis=$redis_pid"
+
+    log "many small channels: $CHANNEL_CLIENTS clients in $CHANNELS channels, $CHANNEL_RATE msg/s"
+    members=$((CHANNEL_CLIENTS / CHANNELS))
+    many=(--scenario "$CHANNELS channels x $members" --clients "$CHANNEL_CLIENTS" --channels "$CHANNELS"
+        --rate "$CHANNEL_RATE" --duration "$SECONDS_PER_LOAD" --size "$PAYLOAD")
+    loadgen load "${gw[@]}" "${many[@]}"
+    loadgen load "${peer[@]}" "${many[@]}"
+    loadgen redis --scenario "$CHANNELS channels x $members" --redis-url "$redis_url" \
+        --channels "$CHANNELS" --subscribers-per-channel $((members - 1)) --rate "$CHANNEL_RATE" \
+        --duration "$SECONDS_PER_LOAD" --size "$PAYLOAD" --watch "redis=$redis_pid"
+
+    log "connect/disconnect storm"
+    storm=(--workers 32 --channels 10 --max-joins 50000 --duration "$STORM_SECONDS")
+    loadgen storm "${gw[@]}" "${storm[@]}"
+    loadgen storm "${peer[@]}" "${storm[@]}"
+
+    log "SIGTERM drain under load (replica b of each)"
+    drain=(--scenario "SIGTERM drain" --clients 200 --channels 10 --rate 400
+        --duration "$DRAIN_SECONDS" --size "$PAYLOAD" --replica 1 --after 3)
+    loadgen drain "${gw[@]}" "${drain[@]}" --pid "$gw_b_pid"
+    loadgen drain "${peer[@]}" "${drain[@]}" --pid "$peer_b_pid"
+fi
+
+# --- operator ---------------------------------------------------------------------------
+if $run_operator; then
+    log "operator: starting a private local control plane"
+    controlplane_dir=$work/controlplane
+    eval "$(CANVASCHAT_CP_DIR=$controlplane_dir "$ROOT/tests/controlplane/up.sh" | tail -n 1)"
+    OPERATOR=$BIN/canvaschat-operator
+    "$OPERATOR" crd | kubectl apply -f - > /dev/null
+    kubectl wait --for condition=established --timeout=60s crd/canvaschats.canvaschat.io > /dev/null
+    read -r op_port < <(free_ports 1)
+    RUST_LOG=warn "$OPERATOR" run --leader-election=false --metrics-addr "127.0.0.1:$op_port" \
+        --resync-seconds "$RESYNC" > "$work/operator.log" 2>&1 &
+    op_pid=$!
+    started_pids+=("$op_pid")
+    wait_http operator "$op_pid" "http://127.0.0.1:$op_port/readyz"
+
+    chats() { # NAMESPACE COUNT -> COUNT minimal CanvasChats as a YAML stream
+        for i in $(seq "$2"); do
+            printf 'apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata:\n  name: chat-%s\n  namespace: %s\nspec: {}\n---\n' "$i" "$1"
+        done
+    }
+    per_chat=$(chats x 1 | "$OPERATOR" render -f - | grep -c '^kind:')
+    children() { # NAMESPACE -> objects the operator has created there
+        kubectl get configmaps,statefulsets,services,deployments,horizontalpodautoscalers,poddisruptionbudgets,ingresses \
+            -n "$1" -l app.kubernetes.io/managed-by=canvaschat-operator -o name 2> /dev/null | wc -l
+    }
+    apply_and_time() { # NAMESPACE COUNT -> seconds from kubectl apply to all children created
+        local ns=$1 count=$2 start deadline
+        kubectl create namespace "$ns" > /dev/null
+        chats "$ns" "$count" > "$work/$ns.yaml"
+        start=$(date +%s.%N)
+        deadline=$((SECONDS + 300))
+        kubectl apply -f "$work/$ns.yaml" > /dev/null
+        until [ "$(children "$ns")" -ge $((count * per_chat)) ]; do
+            [ $SECONDS -lt $deadline ] || { log "operator: $ns not complete after 300 s"; exit 1; }
+            sleep 0.2
+        done
+        python3 -c "import sys, time; print(f'{time.time() - float(sys.argv[1]):.2f}')" "$start"
+    }
+    log "operator: 1 CanvasChat"
+    one_s=$(apply_and_time bench-one 1)
+    log "operator: $OPERATOR_MANY CanvasChats"
+    many_s=$(apply_and_time bench-many "$OPERATOR_MANY")
+
+    # Idle resync: let the first reconciles settle, then watch one resync period (plus margin)
+    # with nothing changed by anyone: count the operator's server-side-apply requests (only it
+    # uses SSA here) and the objects whose operator-owned fields changed.
+    apply_requests() {
+        kubectl get --raw /metrics | awk '/^apiserver_request_total\{/ && /verb="APPLY"/ { n += $NF } END { print n + 0 }'
+    }
+    reconciles() {
+        curl -fs "http://127.0.0.1:$op_port/metrics" | awk '/^canvaschat_operator_reconciliations_total/ { print $NF }'
+    }
+    operator_stamps() { # each object the operator manages -> the time of its last operator write
+        kubectl get canvaschats,configmaps,statefulsets,services,deployments,horizontalpodautoscalers,poddisruptionbudgets,ingresses \
+            -A -l app.kubernetes.io/managed-by=canvaschat-operator -o json > "$work/objects.json"
+        kubectl get canvaschats -A -o json > "$work/chats.json"
+        python3 - "$work/objects.json" "$work/chats.json" <<'EOF'
+import json, sys
+for path in sys.argv[1:]:
+    for item in json.load(open(path))["items"]:
+        meta = item["metadata"]
+        times = sorted(f.get("time", "") for f in meta.get("managedFields", []) if f.get("manager") == "canvaschat-operator")
+        print(item["kind"], meta.get("namespace", ""), meta["name"], times[-1] if times else "-")
+EOF
+    }
+    sleep "$RESYNC"
+    operator_stamps | sort -u > "$work/stamps-before"
+    applies_before=$(apply_requests) reconciles_before=$(reconciles)
+    sleep $((RESYNC + 5))
+    operator_stamps | sort -u > "$work/stamps-after"
+    applies_after=$(apply_requests) reconciles_after=$(reconciles)
+    changed=$(comm -13 "$work/stamps-before" "$work/stamps-after" | wc -l)
+    rss_kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$op_pid/status")
+    total_chats=$((1 + OPERATOR_MANY))
+    python3 - "$results" <<EOF
+import json, sys
+reconciles = $reconciles_after - $reconciles_before
+applies = $applies_after - $applies_before
+line = {
+    "scenario": "operator", "system": "operator",
+    "metrics": [
+        {"name": "apply -> all $per_chat children, 1 CanvasChat (s)", "value": $one_s, "better": "lower"},
+        {"name": "apply -> all children, $OPERATOR_MANY CanvasChats (s)", "value": $many_s, "better": "lower"},
+        {"name": "objects changed in an idle resync", "value": $changed, "better": "lower"},
+        {"name": "SSA requests per CanvasChat per idle resync", "value": applies / max(reconciles, 1), "better": "lower"},
+        {"name": "operator RSS MiB with $total_chats CanvasChats", "value": $rss_kib / 1024, "better": "lower"},
+    ],
+    "details": {"resync_seconds": $RESYNC, "reconciles_in_window": reconciles, "apply_requests_in_window": applies,
+                "objects_watched": sum(1 for _ in open("$work/stamps-after")), "children_per_chat": $per_chat},
+}
+with open(sys.argv[1], "a") as f:
+    f.write(json.dumps(line) + "\n")
+print(json.dumps(line)[:200], file=sys.stderr)
+EOF
+fi
+
+# --- table ------------------------------------------------------------------------------
+{
+    echo "Machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)," \
+        "$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM," \
+        "load average before the run $load_before; $(date -u '+%Y-%m-%d %H:%M UTC')$($quick && echo ', --quick')"
+    echo
+    "$LOADGEN" table "$results"
+} | tee "$out/table.md"
