@@ -111,20 +111,21 @@ def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
     return None
 
 
-def child_writes(namespace: str, instance: str) -> dict[str, tuple[str, str]]:
+def child_writes(namespace: str, instance: str) -> dict[str, tuple[str, str, str]]:
     """For every object labelled as a child of the CanvasChat `instance`: its
-    resourceVersion and what the operator's field manager last wrote (time and fields).
+    resourceVersion, what the operator's field manager last wrote, and what every other
+    manager last wrote (managedFields entries: manager, operation, time, fields).
 
-    Controllers such as the HPA or disruption controller update children's status on their
-    own; comparing the operator's managedFields entries tells its writes apart from theirs.
+    Controllers such as the HPA controller update children's status on their own; the
+    managedFields entries tell the operator's writes apart from theirs.
     """
     writes = {}
     for resource in CHILD_KINDS:
         for obj in list_objects(resource, namespace, f"app.kubernetes.io/instance={instance}"):
-            mine = [
-                json.dumps(entry, sort_keys=True)
-                for entry in obj["metadata"].get("managedFields") or []
-                if entry.get("manager") == "canvaschat-operator"
-            ]
-            writes[f"{obj['kind']}/{obj['metadata']['name']}"] = (obj["metadata"]["resourceVersion"], "\n".join(mine))
+            entries = obj["metadata"].get("managedFields") or []
+            mine = [json.dumps(e, sort_keys=True) for e in entries if e.get("manager") == "canvaschat-operator"]
+            others = [json.dumps(e, sort_keys=True) for e in entries if e.get("manager") != "canvaschat-operator"]
+            writes[f"{obj['kind']}/{obj['metadata']['name']}"] = (
+                obj["metadata"]["resourceVersion"], "\n".join(mine), "\n".join(others)
+            )
     return writes

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from conftest import get_chat, wait_ready
+from conftest import READY_TIMEOUT, get_chat, wait_ready
 from expectations import assert_children, expected_children
 from kube import CHILD_KINDS, delete, eventually, get, list_objects, patch
 
@@ -125,4 +125,5 @@ def test_deleting_the_chat_collects_every_child(namespace: str, ready_chat: Call
         assert not left, f"still present: {left}"
         return True
 
-    eventually(collected, timeout=90, what="garbage collection of every child")
+    # Real gateway pods drain for shutdownGraceSeconds before they go.
+    eventually(collected, timeout=max(90.0, READY_TIMEOUT), what="garbage collection of every child")
