@@ -34,6 +34,8 @@ if is_running kube-apiserver; then
     exit 0
 fi
 
+# Leftovers of a run that died half-way: stop whatever of it still runs, then start clean.
+[ -d "$CP_STATE_DIR" ] && "$CP_SRC_DIR/down.sh" > /dev/null 2>&1
 rm -rf "$CP_STATE_DIR"
 mkdir -p "$CP_STATE_DIR"/{pki,logs,pids,etcd}
 pki=$CP_STATE_DIR/pki
