@@ -9,7 +9,8 @@
 # Extra arguments go to pytest (e.g. -k drift, -x). The last line printed is pytest's summary.
 # Environment: CANVASCHAT_E2E_HELM_ARGS (extra `helm install` arguments, e.g. the operator
 # image), CANVASCHAT_E2E_GATEWAY_IMAGE (gateway image for every CanvasChat the suite
-# creates), CANVASCHAT_E2E_SKIP_BUILD=1 (use already built release binaries).
+# creates), CANVASCHAT_OPERATOR_BIN / CANVASCHAT_GATEWAY_BIN (binaries to use instead of
+# the release builds), CANVASCHAT_E2E_SKIP_BUILD=1 (use already built release binaries).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -47,7 +48,10 @@ if ! command -v helm >/dev/null; then
     export PATH=$("$repo/tests/controlplane/build.sh" | tail -n 1):$PATH
 fi
 
-if [ "${CANVASCHAT_E2E_SKIP_BUILD:-0}" != 1 ]; then
+# Binaries given by the caller (CANVASCHAT_OPERATOR_BIN, CANVASCHAT_GATEWAY_BIN) are used
+# as they are; otherwise the release builds are made (a no-op when up to date).
+if [ "${CANVASCHAT_E2E_SKIP_BUILD:-0}" != 1 ] &&
+    ! { [ -x "${CANVASCHAT_OPERATOR_BIN:-}" ] && [ -x "${CANVASCHAT_GATEWAY_BIN:-}" ]; }; then
     say "building canvaschat-operator and canvaschat-gateway (release)"
     (cd "$repo" && cargo build --release --quiet -p canvaschat-operator -p canvaschat-gateway)
 fi
