@@ -3,14 +3,16 @@ leader reconciles until it dies and the other takes over."""
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 import time
 from typing import Any, Callable
 
 from conftest import wait_ready
 from expectations import assert_children
 from kube import child_writes, delete, eventually, get, kubectl
-from operator_runner import RELEASE_NAMESPACE, leases
+from operator_runner import RELEASE_NAMESPACE, chart_deployment_name, chart_service_account, leases
 
 CHAT = "chat"
 SPEC = {"ingress": {"enabled": True, "host": "restart.example.test"}}
@@ -105,3 +107,25 @@ def leader_handover_between_pods(operator: Any, namespace: str) -> None:
         eventually(lambda: get("services", f"{CHAT}-gateway", namespace), timeout=60, what="Service recreated by the new leader")
     finally:
         operator.scale(1)
+
+
+def test_operator_runs_as_the_chart_service_account(operator: Any) -> None:
+    """The operator has only the chart's RBAC: it authenticates as the chart's
+    ServiceAccount, which may manage CanvasChats but not, say, delete nodes."""
+    service_account = f"system:serviceaccount:{RELEASE_NAMESPACE}:{chart_service_account()}"
+    if operator.mode == "process":
+        as_operator = ["--kubeconfig", str(operator.kubeconfig)]
+        who = json.loads(kubectl(*as_operator, "auth", "whoami", "-o", "json"))
+        assert who["status"]["userInfo"]["username"] == service_account, who
+    else:
+        as_operator = ["--as", service_account]
+        pod_spec = json.loads(
+            kubectl("get", "deployment", chart_deployment_name(), "-n", RELEASE_NAMESPACE, "-o", "json")
+        )["spec"]["template"]["spec"]
+        assert pod_spec["serviceAccountName"] == chart_service_account(), pod_spec
+    assert kubectl(*as_operator, "auth", "can-i", "patch", "canvaschats.canvaschat.io", "--subresource=status", "-A").strip() == "yes"
+    assert kubectl(*as_operator, "auth", "can-i", "create", "deployments.apps", "-A").strip() == "yes"
+    denied = subprocess.run(
+        ["kubectl", *as_operator, "auth", "can-i", "delete", "nodes"], capture_output=True, text=True
+    )
+    assert denied.stdout.strip() == "no", denied.stdout + denied.stderr
