@@ -17,6 +17,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path

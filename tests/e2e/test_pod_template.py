@@ -21,11 +21,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from chat_client import chat_between
 from conftest import ARTIFACTS, REPO, TARGET
 from expectations import container_env
 from kube import eventually, get
-
-from chat_client import chat_between
+from operator_runner import free_port
 
 CHAT = "real"
 SPEC = {
@@ -37,12 +37,6 @@ SPEC = {
 }
 GATEWAY_BIN = Path(os.environ.get("CANVASCHAT_GATEWAY_BIN", TARGET / "release" / "canvaschat-gateway"))
 REDIS_SERVER = os.environ.get("CANVASCHAT_REDIS_SERVER", "/usr/bin/redis-server")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def argv(container: dict[str, Any], image_entrypoint: str) -> list[str]:
