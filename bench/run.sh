@@ -57,11 +57,12 @@ ulimit -n 65536 2> /dev/null || ulimit -n "$(ulimit -Hn)"
 
 # Sizes of the full run and of --quick.
 if $quick; then
-    IDLE_CONNS=2000 SECONDS_PER_LOAD=4 STORM_SECONDS=3 DRAIN_SECONDS=6 OPERATOR_MANY=20 RESYNC=10
+    IDLE_CONNS=2000 SECONDS_PER_LOAD=4 SATURATION_SECONDS=3 STORM_SECONDS=3 DRAIN_SECONDS=6 OPERATOR_MANY=20 RESYNC=10
 else
-    IDLE_CONNS=10000 SECONDS_PER_LOAD=15 STORM_SECONDS=8 DRAIN_SECONDS=8 OPERATOR_MANY=100 RESYNC=15
+    IDLE_CONNS=10000 SECONDS_PER_LOAD=15 SATURATION_SECONDS=8 STORM_SECONDS=8 DRAIN_SECONDS=8 OPERATOR_MANY=100 RESYNC=15
 fi
 FANOUT_RATE=50          # 1 sender -> 100 receivers: 5,000 deliveries/s
+SATURATION_RATE=300     # the same at 30,000 deliveries/s offered, to see who keeps up
 CHANNELS=200            # many small channels: 5 clients each
 CHANNEL_CLIENTS=1000
 CHANNEL_RATE=1000       # 4,000 deliveries/s
@@ -159,6 +160,15 @@ if $run_gateway; then
         --subscribers-per-channel 100 --rate "$FANOUT_RATE" --duration "$SECONDS_PER_LOAD" \
         --size "$PAYLOAD" --watch "redis=$redis_pid"
 
+    log "fan-out 1 -> 100 offered $SATURATION_RATE msg/s: who keeps up"
+    saturation=(--scenario "fan-out 1->100 at $((SATURATION_RATE * 100))/s offered" --clients 101
+        --channels 1 --senders 1 --rate "$SATURATION_RATE" --duration "$SATURATION_SECONDS" --size "$PAYLOAD")
+    loadgen load "${gw[@]}" "${saturation[@]}"
+    loadgen load "${peer[@]}" "${saturation[@]}"
+    loadgen redis --scenario "fan-out 1->100 at $((SATURATION_RATE * 100))/s offered" \
+        --redis-url "$redis_url" --channels 1 --subscribers-per-channel 100 --rate "$SATURATION_RATE" \
+        --duration "$SATURATION_SECONDS" --size "$PAYLOAD" --watch "redis=$redis_pid"
+
     log "many small channels: $CHANNEL_CLIENTS clients in $CHANNELS channels, $CHANNEL_RATE msg/s"
     members=$((CHANNEL_CLIENTS / CHANNELS))
     many=(--scenario "$CHANNELS channels x $members" --clients "$CHANNEL_CLIENTS" --channels "$CHANNELS"
@@ -189,11 +199,18 @@ if $run_operator; then
     OPERATOR=$BIN/canvaschat-operator
     "$OPERATOR" crd | kubectl apply -f - > /dev/null
     kubectl wait --for condition=established --timeout=60s crd/canvaschats.canvaschat.io > /dev/null
-    read -r op_port < <(free_ports 1)
-    RUST_LOG=warn "$OPERATOR" run --leader-election=false --metrics-addr "127.0.0.1:$op_port" \
-        --resync-seconds "$RESYNC" > "$work/operator.log" 2>&1 &
-    op_pid=$!
-    started_pids+=("$op_pid")
+    # A free port can be taken by someone else before the operator binds it: retry on a new one.
+    for attempt in 1 2 3; do
+        read -r op_port < <(free_ports 1)
+        RUST_LOG=warn "$OPERATOR" run --leader-election=false --metrics-addr "127.0.0.1:$op_port" \
+            --resync-seconds "$RESYNC" > "$work/operator.log" 2>&1 &
+        op_pid=$!
+        started_pids+=("$op_pid")
+        sleep 1
+        kill -0 "$op_pid" 2> /dev/null && break
+        grep -q 'Address already in use' "$work/operator.log" && [ $attempt -lt 3 ] ||
+            { log "operator exited: $(tail -n 5 "$work/operator.log")"; exit 1; }
+    done
     wait_http operator "$op_pid" "http://127.0.0.1:$op_port/readyz"
 
     chats() { # NAMESPACE COUNT -> COUNT minimal CanvasChats as a YAML stream
