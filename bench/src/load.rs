@@ -53,10 +53,12 @@ pub fn roles(spec: &LoadSpec) -> Vec<Role> {
     let replicas = u32::try_from(spec.urls.len().max(1)).unwrap_or(u32::MAX);
     (0..spec.clients)
         .map(|index| {
-            let channel = index as usize % spec.channels.max(1);
+            let channels = u32::try_from(spec.channels.max(1)).unwrap_or(u32::MAX);
+            let channel = (index % channels) as usize;
+            // Members of one channel alternate replicas, whatever the number of channels.
             Role {
                 index,
-                replica: index % replicas,
+                replica: (index / channels) % replicas,
                 channel,
                 channel_name: format!("bench-{channel}"),
                 payload_size: spec.payload_size,
@@ -365,10 +367,27 @@ mod tests {
 
     #[test]
     fn clients_alternate_replicas_and_spread_over_channels() {
-        let roles = roles(&spec(6, 3, 2));
-        let placed: Vec<(u32, usize)> = roles.iter().map(|r| (r.replica, r.channel)).collect();
-        assert_eq!(placed, vec![(0, 0), (1, 1), (0, 2), (1, 0), (0, 1), (1, 2)]);
-        assert!(roles.iter().all(|r| r.track));
+        let two_channels = roles(&spec(8, 2, 2));
+        let placed: Vec<(u32, usize)> = two_channels
+            .iter()
+            .map(|r| (r.replica, r.channel))
+            .collect();
+        assert_eq!(
+            placed,
+            vec![
+                (0, 0),
+                (0, 1),
+                (1, 0),
+                (1, 1),
+                (0, 0),
+                (0, 1),
+                (1, 0),
+                (1, 1)
+            ]
+        );
+        let one_channel: Vec<u32> = roles(&spec(4, 1, 2)).iter().map(|r| r.replica).collect();
+        assert_eq!(one_channel, vec![0, 1, 0, 1]);
+        assert!(two_channels.iter().all(|r| r.track));
     }
 
     #[test]
