@@ -111,7 +111,8 @@ loadgen() { "$LOADGEN" "$@" --clock-ticks "$clk_tck" | tee -a "$results" | cut -
 
 # --- gateway, peer and ceiling ----------------------------------------------------------
 if $run_gateway; then
-    read -r redis_port gw_a_port gw_b_port peer_a_port peer_b_port < <(free_ports 5)
+    read -r redis_port gw_a_port gw_b_port peer_a_port peer_b_port presence_a_port presence_b_port \
+        < <(free_ports 7)
     redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
         --protected-mode yes --maxclients 20000 > "$work/redis.log" 2>&1 &
     redis_pid=$!
@@ -128,8 +129,8 @@ if $run_gateway; then
         started_pids+=("$gateway_pid")
         wait_http "$1" "$gateway_pid" "http://127.0.0.1:$2/ready"
     }
-    start_peer() { # NAME PORT -> pid in $peer_pid
-        "$PEER" -listen "127.0.0.1:$2" -redis "127.0.0.1:$redis_port" > "$work/$1.log" 2>&1 &
+    start_peer() { # NAME PORT [FLAGS] -> pid in $peer_pid
+        "$PEER" -listen "127.0.0.1:$2" -redis "127.0.0.1:$redis_port" "${@:3}" > "$work/$1.log" 2>&1 &
         peer_pid=$!
         started_pids+=("$peer_pid")
         wait_http "$1" "$peer_pid" "http://127.0.0.1:$2/health"
@@ -138,6 +139,9 @@ if $run_gateway; then
     start_gateway gateway-b "$gw_b_port"; gw_b_pid=$gateway_pid
     start_peer centrifugo-a "$peer_a_port"; peer_a_pid=$peer_pid
     start_peer centrifugo-b "$peer_b_port"; peer_b_pid=$peer_pid
+    # The same peer keeping Redis presence and sending join/leave, like the gateway does.
+    start_peer centrifugo-presence-a "$presence_a_port" -presence; presence_a_pid=$peer_pid
+    start_peer centrifugo-presence-b "$presence_b_port" -presence; presence_b_pid=$peer_pid
 
     gw=(--target gateway --url "ws://127.0.0.1:$gw_a_port" --url "ws://127.0.0.1:$gw_b_port"
         --watch "gateway-a=$gw_a_pid" --watch "gateway-b=$gw_b_pid" --watch "redis=$redis_pid")
@@ -183,6 +187,12 @@ if $run_gateway; then
     storm=(--workers 32 --channels 10 --max-joins 50000 --duration "$STORM_SECONDS")
     loadgen storm "${gw[@]}" "${storm[@]}"
     loadgen storm "${peer[@]}" "${storm[@]}"
+    log "connect/disconnect storm against the peer with presence on"
+    loadgen storm "${gw[@]}" "${storm[@]}" --scenario "storm vs peer with presence"
+    loadgen storm --target centrifugo --url "ws://127.0.0.1:$presence_a_port" \
+        --url "ws://127.0.0.1:$presence_b_port" --watch "centrifugo-a=$presence_a_pid" \
+        --watch "centrifugo-b=$presence_b_pid" --watch "redis=$redis_pid" "${storm[@]}" \
+        --scenario "storm vs peer with presence"
 
     log "SIGTERM drain under load (replica b of each)"
     drain=(--scenario "SIGTERM drain" --clients 200 --channels 10 --rate 400

@@ -168,6 +168,9 @@ struct IdleArgs {
 struct StormArgs {
     #[command(flatten)]
     common: Common,
+    /// Scenario name in the table.
+    #[arg(long, default_value = "connect/disconnect storm")]
+    scenario: String,
     #[arg(long, default_value_t = 32)]
     workers: u32,
     #[arg(long, default_value_t = 10)]
@@ -271,6 +274,7 @@ async fn execute(command: Command) -> Result<Vec<report::Result>, Error> {
         }
         Command::Storm(args) => {
             storm::run(storm::StormSpec {
+                scenario: args.scenario,
                 target: args.common.target,
                 urls: args.common.urls,
                 workers: args.workers,

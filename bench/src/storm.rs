@@ -16,6 +16,7 @@ use crate::stats::{Latencies, Watched, Window};
 
 #[derive(Debug, Clone)]
 pub struct StormSpec {
+    pub scenario: String,
     pub target: Target,
     pub urls: Vec<String>,
     pub workers: u32,
@@ -88,7 +89,7 @@ pub async fn run(spec: StormSpec) -> std::result::Result<Result, Error> {
         Target::Gateway => "canvaschat",
         Target::Centrifugo => "centrifugo",
     };
-    let mut result = Result::new("connect/disconnect storm", system)
+    let mut result = Result::new(&spec.scenario, system)
         .metric("joins/s", joins as f64 / seconds.max(1e-3), Better::Higher)
         .metric("join p50 ms", summary.p50_ms, Better::Lower)
         .metric("join p99 ms", summary.p99_ms, Better::Lower)
