@@ -23,6 +23,9 @@ use crate::{
     session::Session,
 };
 
+/// Initial read buffer of each WebSocket.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
         .route("/health", get(health))
@@ -196,6 +199,9 @@ async fn chat_upgrade(
     };
     let limit = app.config.max_message_bytes as usize;
     upgrade
+        // tungstenite reserves 128 KiB per socket by default; chat frames are a few KiB and
+        // the buffer grows when one is larger, so idle connections stay small.
+        .read_buffer_size(READ_BUFFER_BYTES.min(limit))
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| session.run(socket))

@@ -52,16 +52,14 @@ pub enum RedisOp {
     Publish,
     Subscribe,
     Presence,
-    RateLimit,
     Connection,
 }
 
 impl RedisOp {
-    const ALL: [RedisOp; 5] = [
+    const ALL: [RedisOp; 4] = [
         RedisOp::Publish,
         RedisOp::Subscribe,
         RedisOp::Presence,
-        RedisOp::RateLimit,
         RedisOp::Connection,
     ];
 }

@@ -18,8 +18,8 @@ use crate::{
     hub::{Closer, close_code},
     metrics::{RedisOp, RejectReason},
     protocol::{
-        ClientFrame, ConnectionId, ErrorCode, FrameError, ServerFrame, parse_client_frame,
-        timestamp,
+        ClientFrame, ConnectionId, Envelope, ErrorCode, FrameError, ServerFrame,
+        parse_client_frame, timestamp,
     },
 };
 
@@ -258,27 +258,6 @@ impl Reader<'_> {
             }
         };
         app.metrics.messages_received.inc();
-        match app.broker.allow_message(&self.session.user).await {
-            Ok(true) => {}
-            Ok(false) => {
-                app.metrics.rate_limited.inc();
-                self.own.send(&ServerFrame::error(
-                    ErrorCode::RateLimited,
-                    format!(
-                        "rate limit of {} messages per minute reached; wait and retry",
-                        app.config.rate_limit_per_minute
-                    ),
-                    client_msg_id,
-                ));
-                return;
-            }
-            Err(error) => {
-                app.metrics.redis_error(RedisOp::RateLimit);
-                tracing::warn!(%error, "rate limit check failed");
-                self.unavailable(client_msg_id);
-                return;
-            }
-        }
         let now = chrono::Utc::now();
         let message_id = Uuid::new_v4();
         let frame = ServerFrame::Chat {
@@ -289,20 +268,41 @@ impl Reader<'_> {
             position,
             timestamp: timestamp(now),
         };
-        if app
-            .publish(&self.session.channel, Some(self.id), &frame)
+        let envelope = Envelope {
+            sender: Some(self.id),
+            published_at_micros: now.timestamp_micros(),
+            frame: frame.to_json(),
+        };
+        match app
+            .broker
+            .publish_chat(&self.session.channel, &self.session.user, &envelope)
             .await
-            .is_err()
         {
-            self.unavailable(client_msg_id);
-            return;
+            Ok(true) => {
+                app.metrics.messages_published.inc();
+                self.own.send(&ServerFrame::Ack {
+                    client_msg_id,
+                    message_id,
+                    timestamp: timestamp(now),
+                });
+            }
+            Ok(false) => {
+                app.metrics.rate_limited.inc();
+                self.own.send(&ServerFrame::error(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "rate limit of {} messages per minute reached; wait and retry",
+                        app.config.rate_limit_per_minute
+                    ),
+                    client_msg_id,
+                ));
+            }
+            Err(error) => {
+                app.metrics.redis_error(RedisOp::Publish);
+                tracing::warn!(%error, "chat publish failed");
+                self.unavailable(client_msg_id);
+            }
         }
-        app.metrics.messages_published.inc();
-        self.own.send(&ServerFrame::Ack {
-            client_msg_id,
-            message_id,
-            timestamp: timestamp(now),
-        });
     }
 
     fn unavailable(&self, client_msg_id: Option<String>) {

@@ -125,9 +125,17 @@ impl Broker for EmbeddedBroker {
         futures::future::ready(Ok(users)).boxed()
     }
 
-    fn allow_message<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<bool, BrokerError>> {
+    fn publish_chat<'a>(
+        &'a self,
+        channel: &'a str,
+        user: &'a str,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<bool, BrokerError>> {
         let now = chrono::Utc::now().timestamp_millis().max(0).unsigned_abs();
         let allowed = lock(&self.rates).allow(user, now, self.rate_limit);
+        if allowed && lock(&self.subscribed).contains(channel) {
+            (self.deliver)(channel, envelope.clone());
+        }
         futures::future::ready(Ok(allowed)).boxed()
     }
 

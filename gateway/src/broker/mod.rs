@@ -86,8 +86,14 @@ pub trait Broker: Send + Sync {
     /// Users present in a channel, sorted.
     fn users<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Vec<String>, BrokerError>>;
 
-    /// Counts one chat message for the user; false when over the per-minute limit.
-    fn allow_message<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<bool, BrokerError>>;
+    /// Counts one chat message for the user and publishes it when the user is within the
+    /// per-minute limit, atomically; false when over the limit (nothing is published).
+    fn publish_chat<'a>(
+        &'a self,
+        channel: &'a str,
+        user: &'a str,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<bool, BrokerError>>;
 
     fn health(&self) -> BoxFuture<'_, Health>;
 }

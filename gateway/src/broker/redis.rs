@@ -98,11 +98,14 @@ const SWEEP: &str = "local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf'
 // KEYS: users. Returns the users with a live connection.
 const USERS: &str = "return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')";
 
-// ARGV: key prefix, user, limit. Returns 1 when the message is within the limit.
-const ALLOW: &str = "local key = ARGV[1] .. ARGV[2] .. ':' .. math.floor(now / 60000) \
+// ARGV: rate key prefix, user, limit, pub/sub channel, envelope. Counts the message in the
+// user's minute and publishes it when within the limit: one round trip, returns 1 if sent.
+const CHAT: &str = "local key = ARGV[1] .. ARGV[2] .. ':' .. math.floor(now / 60000) \
     local n = redis.call('INCR', key) \
     if n == 1 then redis.call('PEXPIRE', key, 120000) end \
-    if n > tonumber(ARGV[3]) then return 0 end return 1";
+    if n > tonumber(ARGV[3]) then return 0 end \
+    redis.call('PUBLISH', ARGV[4], ARGV[5]) \
+    return 1";
 
 struct Scripts {
     join: Script,
@@ -110,7 +113,7 @@ struct Scripts {
     refresh: Script,
     sweep: Script,
     users: Script,
-    allow: Script,
+    chat: Script,
 }
 
 impl Scripts {
@@ -122,7 +125,7 @@ impl Scripts {
             refresh: script(REFRESH),
             sweep: script(SWEEP),
             users: script(USERS),
-            allow: script(ALLOW),
+            chat: script(CHAT),
         }
     }
 }
@@ -457,20 +460,27 @@ impl Broker for RedisBroker {
         .boxed()
     }
 
-    fn allow_message<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<bool, BrokerError>> {
+    fn publish_chat<'a>(
+        &'a self,
+        channel: &'a str,
+        user: &'a str,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<bool, BrokerError>> {
         async move {
             let args = vec![
                 RATE_PREFIX.to_owned(),
                 user.to_owned(),
                 self.rate_limit.to_string(),
+                format!("{PUBSUB_PREFIX}{channel}"),
+                envelope.encode(),
             ];
-            let allowed: i64 = self
+            let sent: i64 = self
                 .scripts
-                .allow
+                .chat
                 .evalsha_with_reload(&self.client, Vec::<String>::new(), args)
                 .await
-                .map_err(redis_err("rate limit"))?;
-            Ok(allowed == 1)
+                .map_err(redis_err("chat publish"))?;
+            Ok(sent == 1)
         }
         .boxed()
     }

@@ -162,16 +162,16 @@ pub async fn bad_upgrade_requests_are_refused(g: &Gateway) {
 }
 
 pub async fn oversize_frames_close_with_1009(g: &Gateway) {
-    let (mut c, _) = join(g, "big", "limits").await;
+    let (mut c, _) = join(g, "big", "size-limits").await;
     let payload = "x".repeat(5_000);
     c.chat(&payload, 0.0, 0.0, "huge").await;
     assert_eq!(c.expect_close().await, Some(1009));
 }
 
 pub async fn binary_floods_close_with_1003(g: &Gateway) {
-    let (mut c, _) = join(g, "binary", "limits").await;
+    let (mut c, _) = join(g, "binary", "binary-limits").await;
     assert!(c.send_binary(vec![1, 2, 3]).await.is_ok());
-    let reply = c.recv().await;
+    let reply = c.recv_type("error").await;
     assert_eq!(
         reply["code"], "binary_not_supported",
         "one binary frame is only an error"
