@@ -204,8 +204,12 @@ fi
 # --- operator ---------------------------------------------------------------------------
 if $run_operator; then
     log "operator: starting a private local control plane"
+    # up.sh stops what it started itself when it fails (keeping its logs); stop it here only
+    # once it is up.
+    cp_env=$(CANVASCHAT_CP_DIR=$work/controlplane "$ROOT/tests/controlplane/up.sh") ||
+        { log "operator: the control plane did not start; its logs are in $work/controlplane/logs"; exit 1; }
     controlplane_dir=$work/controlplane
-    eval "$(CANVASCHAT_CP_DIR=$controlplane_dir "$ROOT/tests/controlplane/up.sh" | tail -n 1)"
+    eval "$(tail -n 1 <<< "$cp_env")"
     OPERATOR=$BIN/canvaschat-operator
     "$OPERATOR" crd | kubectl apply -f - > /dev/null
     kubectl wait --for condition=established --timeout=60s crd/canvaschats.canvaschat.io > /dev/null

@@ -169,30 +169,7 @@ pub async fn run(spec: LoadSpec) -> std::result::Result<Result, Error> {
     };
     // Across replicas is the figure the issue asks for; one replica has no such deliveries.
     let headline: LatencySummary = if cross.count > 0 { cross } else { latency };
-    let mut result = Result::new(&spec.scenario, system);
-    if let Some(drained) = &drained {
-        let lost = count_lost(&outcomes, drained, &spec);
-        result = result
-            .metric("drain time s", drained.drain_seconds, Better::Lower)
-            .metric("acked messages lost", lost.total() as f64, Better::Lower)
-            .metric("delivered msg/s", delivered_per_second, Better::Higher);
-        result.details = json!({"lost": lost.as_json(), "drain": drained.as_json()});
-    } else {
-        result = result
-            .metric("delivered msg/s", delivered_per_second, Better::Higher)
-            .metric("p50 ms", headline.p50_ms, Better::Lower)
-            .metric("p99 ms", headline.p99_ms, Better::Lower)
-            .metric("p999 ms", headline.p999_ms, Better::Lower)
-            .metric(
-                "delivered / expected %",
-                100.0 * received as f64 / (expected.max(1)) as f64,
-                Better::Higher,
-            )
-            .metric("server CPU % of a core", server_cpu, Better::Lower)
-            .metric("server RSS MiB", server_rss, Better::Lower)
-            .metric("redis CPU % of a core", redis_cpu, Better::Lower);
-    }
-    let details = json!({
+    let mut details = json!({
         "clients": spec.clients,
         "channels": spec.channels,
         "senders": spec.senders,
@@ -211,17 +188,31 @@ pub async fn run(spec: LoadSpec) -> std::result::Result<Result, Error> {
         "latency_cross_replica": cross,
         "processes": usage,
     });
-    result.details = match result.details {
-        serde_json::Value::Null => details,
-        mut extra => {
-            if let (Some(extra), serde_json::Value::Object(details)) =
-                (extra.as_object_mut(), details)
-            {
-                extra.extend(details);
-            }
-            extra
-        }
-    };
+    let mut result = Result::new(&spec.scenario, system);
+    if let Some(drained) = &drained {
+        let lost = count_lost(&outcomes, drained, &spec);
+        result = result
+            .metric("drain time s", drained.drain_seconds, Better::Lower)
+            .metric("acked messages lost", lost.total() as f64, Better::Lower)
+            .metric("delivered msg/s", delivered_per_second, Better::Higher);
+        details["lost"] = lost.as_json();
+        details["drain"] = drained.as_json();
+    } else {
+        result = result
+            .metric("delivered msg/s", delivered_per_second, Better::Higher)
+            .metric("p50 ms", headline.p50_ms, Better::Lower)
+            .metric("p99 ms", headline.p99_ms, Better::Lower)
+            .metric("p999 ms", headline.p999_ms, Better::Lower)
+            .metric(
+                "delivered / expected %",
+                100.0 * received as f64 / (expected.max(1)) as f64,
+                Better::Higher,
+            )
+            .metric("server CPU % of a core", server_cpu, Better::Lower)
+            .metric("server RSS MiB", server_rss, Better::Lower)
+            .metric("redis CPU % of a core", redis_cpu, Better::Lower);
+    }
+    result.details = details;
     Ok(result)
 }
 
