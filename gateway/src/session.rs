@@ -125,7 +125,7 @@ impl Session {
             tracing::warn!(channel = self.channel, %error, "subscribe failed");
             return Err("the chat service cannot subscribe to this channel right now");
         }
-        let first = app
+        let joined = app
             .broker
             .join(&self.channel, member)
             .await
@@ -134,23 +134,18 @@ impl Session {
                 tracing::warn!(%error, "presence join failed");
                 "the chat service cannot record presence right now"
             })?;
-        let users = app.broker.users(&self.channel).await.map_err(|error| {
-            app.metrics.redis_error(RedisOp::Presence);
-            tracing::warn!(%error, "presence list failed");
-            "the chat service cannot list who is online right now"
-        })?;
         own.send(&ServerFrame::UserSync {
             channel_id: self.channel.clone(),
-            users,
+            users: joined.users,
             timestamp: timestamp(chrono::Utc::now()),
         });
-        if first {
-            let joined = ServerFrame::UserJoined {
+        if joined.first {
+            let announcement = ServerFrame::UserJoined {
                 channel_id: self.channel.clone(),
                 user_id: self.user.clone(),
                 timestamp: timestamp(chrono::Utc::now()),
             };
-            if let Err(error) = app.publish(&self.channel, Some(id), &joined).await {
+            if let Err(error) = app.publish(&self.channel, Some(id), &announcement).await {
                 tracing::warn!(%error, "could not announce user_joined");
             }
         }

@@ -8,7 +8,7 @@ use std::{
 
 use futures::{FutureExt, future::BoxFuture};
 
-use super::{Broker, BrokerError, Deliver, Health, Member};
+use super::{Broker, BrokerError, Deliver, Health, Joined, Member};
 use crate::{
     presence::{Millis, PresenceTable},
     protocol::Envelope,
@@ -78,15 +78,12 @@ impl Broker for EmbeddedBroker {
         &'a self,
         channel: &'a str,
         member: &'a Member,
-    ) -> BoxFuture<'a, Result<bool, BrokerError>> {
-        let first = lock(&self.presence).join(
-            channel,
-            &member.user,
-            &member.connection,
-            self.now(),
-            self.ttl,
-        );
-        futures::future::ready(Ok(first)).boxed()
+    ) -> BoxFuture<'a, Result<Joined, BrokerError>> {
+        let now = self.now();
+        let mut presence = lock(&self.presence);
+        let first = presence.join(channel, &member.user, &member.connection, now, self.ttl);
+        let users = presence.users(channel, now);
+        futures::future::ready(Ok(Joined { first, users })).boxed()
     }
 
     fn leave<'a>(
@@ -118,11 +115,6 @@ impl Broker for EmbeddedBroker {
     fn sweep<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Vec<String>, BrokerError>> {
         let gone = lock(&self.presence).sweep(channel, self.now());
         futures::future::ready(Ok(gone)).boxed()
-    }
-
-    fn users<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Vec<String>, BrokerError>> {
-        let users = lock(&self.presence).users(channel, self.now());
-        futures::future::ready(Ok(users)).boxed()
     }
 
     fn publish_chat<'a>(

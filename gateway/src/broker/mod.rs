@@ -21,6 +21,15 @@ pub struct Member {
     pub connection: String,
 }
 
+/// The outcome of a join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// The connection made its user present (their first live one), so others are told.
+    pub first: bool,
+    /// Users present in the channel after the join, sorted.
+    pub users: Vec<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("redis {operation} failed: {source}")]
@@ -59,12 +68,13 @@ pub trait Broker: Send + Sync {
         envelope: &'a Envelope,
     ) -> BoxFuture<'a, Result<(), BrokerError>>;
 
-    /// Records a live connection; true when it made its user present in the channel.
+    /// Records a live connection and lists who is present, in one step so the list
+    /// includes the newcomer.
     fn join<'a>(
         &'a self,
         channel: &'a str,
         member: &'a Member,
-    ) -> BoxFuture<'a, Result<bool, BrokerError>>;
+    ) -> BoxFuture<'a, Result<Joined, BrokerError>>;
 
     /// Removes a connection; true when it was its user's last, so the user left.
     fn leave<'a>(
@@ -82,9 +92,6 @@ pub trait Broker: Send + Sync {
 
     /// Removes expired connections; returns the users who are gone as a result.
     fn sweep<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Vec<String>, BrokerError>>;
-
-    /// Users present in a channel, sorted.
-    fn users<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Vec<String>, BrokerError>>;
 
     /// Counts one chat message for the user and publishes it when the user is within the
     /// per-minute limit, atomically; false when over the limit (nothing is published).

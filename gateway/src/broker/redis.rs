@@ -25,7 +25,7 @@ use futures::{FutureExt, future::BoxFuture};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::{Broker, BrokerError, Deliver, Health, Member};
+use super::{Broker, BrokerError, Deliver, Health, Joined, Member};
 use crate::{
     metrics::{Metrics, RedisOp},
     protocol::Envelope,
@@ -43,7 +43,8 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 const NOW_MS: &str = "local t = redis.call('TIME') \
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) ";
 
-// KEYS: users, conns; ARGV: user, conn, ttl_ms. Returns 1 when the user was not present.
+// KEYS: users, conns; ARGV: user, conn, ttl_ms. Returns "1" when the user was not present
+// ("0" otherwise), followed by the users present now.
 const JOIN: &str = "local ttl = tonumber(ARGV[3]) \
     redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) \
     local first = redis.call('ZCARD', KEYS[2]) == 0 \
@@ -51,7 +52,9 @@ const JOIN: &str = "local ttl = tonumber(ARGV[3]) \
     redis.call('ZADD', KEYS[1], 'GT', now + ttl, ARGV[1]) \
     redis.call('PEXPIRE', KEYS[2], ttl * 2) \
     redis.call('PEXPIRE', KEYS[1], ttl * 2) \
-    if first then return 1 end return 0";
+    local users = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf') \
+    table.insert(users, 1, first and '1' or '0') \
+    return users";
 
 // KEYS: users, conns; ARGV: user, conn. Returns 1 when that was the user's last connection.
 // A connection already swept was announced by the sweeper, so it is not announced again.
@@ -95,9 +98,6 @@ const SWEEP: &str = "local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf'
     end \
     return gone";
 
-// KEYS: users. Returns the users with a live connection.
-const USERS: &str = "return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')";
-
 // ARGV: rate key prefix, user, limit, pub/sub channel, envelope. Counts the message in the
 // user's minute and publishes it when within the limit: one round trip, returns 1 if sent.
 const CHAT: &str = "local key = ARGV[1] .. ARGV[2] .. ':' .. math.floor(now / 60000) \
@@ -112,7 +112,6 @@ struct Scripts {
     leave: Script,
     refresh: Script,
     sweep: Script,
-    users: Script,
     chat: Script,
 }
 
@@ -124,7 +123,6 @@ impl Scripts {
             leave: script(LEAVE),
             refresh: script(REFRESH),
             sweep: script(SWEEP),
-            users: script(USERS),
             chat: script(CHAT),
         }
     }
@@ -372,20 +370,31 @@ impl Broker for RedisBroker {
         &'a self,
         channel: &'a str,
         member: &'a Member,
-    ) -> BoxFuture<'a, Result<bool, BrokerError>> {
+    ) -> BoxFuture<'a, Result<Joined, BrokerError>> {
         async move {
             let args = vec![
                 member.user.clone(),
                 member.connection.clone(),
                 self.ttl_ms.to_string(),
             ];
-            let first: i64 = self
+            let mut reply: Vec<String> = self
                 .scripts
                 .join
                 .evalsha_with_reload(&self.client, member_keys(channel, member), args)
                 .await
                 .map_err(redis_err("presence join"))?;
-            Ok(first == 1)
+            if reply.is_empty() {
+                return Err(BrokerError::UnexpectedReply {
+                    operation: "presence join",
+                    detail: "empty reply".to_owned(),
+                });
+            }
+            let first = reply.remove(0) == "1";
+            reply.sort();
+            Ok(Joined {
+                first,
+                users: reply,
+            })
         }
         .boxed()
     }
@@ -442,20 +451,6 @@ impl Broker for RedisBroker {
                 .evalsha_with_reload(&self.client, users_key(channel), args)
                 .await
                 .map_err(redis_err("presence sweep"))
-        }
-        .boxed()
-    }
-
-    fn users<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Vec<String>, BrokerError>> {
-        async move {
-            let mut users: Vec<String> = self
-                .scripts
-                .users
-                .evalsha_with_reload(&self.client, users_key(channel), Vec::<String>::new())
-                .await
-                .map_err(redis_err("presence list"))?;
-            users.sort();
-            Ok(users)
         }
         .boxed()
     }
