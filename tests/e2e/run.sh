@@ -36,7 +36,15 @@ if [ -z "${KUBECONFIG:-}" ]; then
     # Quiet teardown so pytest's summary stays the last line; the log keeps the details.
     trap '"$repo/tests/controlplane/down.sh" >> "$CANVASCHAT_E2E_ARTIFACTS/controlplane-down.log" 2>&1' EXIT
     say "starting the local control plane in $CANVASCHAT_CP_DIR"
-    eval "$("$repo/tests/controlplane/up.sh")"
+    # A component that dies at start (seen once right after another control plane was torn
+    # down) gets one clean retry; its logs are copied to the artifacts first.
+    if ! cp_env=$("$repo/tests/controlplane/up.sh"); then
+        cp -r "$CANVASCHAT_CP_DIR/logs" "$CANVASCHAT_E2E_ARTIFACTS/controlplane-first-start-logs" 2> /dev/null || true
+        "$repo/tests/controlplane/down.sh" > /dev/null 2>&1 || true
+        say "the control plane failed to start; retrying once"
+        cp_env=$("$repo/tests/controlplane/up.sh") || { echo "ERROR: the local control plane did not start" >&2; exit 1; }
+    fi
+    eval "$cp_env"
     export CANVASCHAT_E2E_OPERATOR=${CANVASCHAT_E2E_OPERATOR:-process}
     cp_bin=$("$repo/tests/controlplane/build.sh" 2>/dev/null | tail -n 1)
     export PATH=$cp_bin:$PATH
