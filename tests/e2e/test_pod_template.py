@@ -164,7 +164,7 @@ def test_gateway_and_redis_run_from_the_operator_pod_templates(
         gateways.append(processes(f"gateway-{replica}", command, env))
 
     def ready() -> bool:
-        for proc, port in zip(gateways, ports):
+        for proc, port in zip(gateways, ports, strict=True):
             assert proc.poll() is None, f"gateway on {port} exited {proc.returncode}"
             status, body = http_get(f"http://127.0.0.1:{port}{ready_path}")
             assert status == 200, f"{ready_path} on {port}: {status} {body}"
