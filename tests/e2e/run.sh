@@ -53,7 +53,8 @@ else
 fi
 if ! command -v helm >/dev/null; then
     say "no helm on PATH; using the one tests/controlplane/build.sh builds"
-    export PATH=$("$repo/tests/controlplane/build.sh" | tail -n 1):$PATH
+    helm_bin=$("$repo/tests/controlplane/build.sh" | tail -n 1)
+    export PATH=$helm_bin:$PATH
 fi
 
 # Binaries given by the caller (CANVASCHAT_OPERATOR_BIN, CANVASCHAT_GATEWAY_BIN) are used
