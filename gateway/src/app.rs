@@ -52,6 +52,7 @@ impl App {
             Some(url) => {
                 let redis = Arc::new(RedisBroker::connect(
                     url,
+                    config.redis_password.as_ref().map(|p| p.expose().as_str()),
                     config.presence_ttl(),
                     config.rate_limit_per_minute,
                     deliver,

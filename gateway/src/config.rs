@@ -1,7 +1,7 @@
 //! Gateway settings, read once at start from `CANVASCHAT_*` environment variables or the
 //! matching `--flags`.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{ffi::OsString, fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
 
@@ -26,6 +26,15 @@ pub struct Config {
     /// (single replica, for local use).
     #[arg(long, env = "CANVASCHAT_REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// Raw `CANVASCHAT_REDIS_PASSWORD`: environment only, never a flag, so it stays out of
+    /// `ps`; `validate` turns it into `redis_password`.
+    #[arg(skip = Secret(std::env::var_os(REDIS_PASSWORD_ENV)))]
+    redis_password_env: Secret<Option<OsString>>,
+
+    /// Redis password taken verbatim (any character); overrides a password in the URL.
+    #[arg(skip)]
+    pub redis_password: Option<Secret<String>>,
 
     /// Largest accepted client frame, in bytes.
     #[arg(long, env = "CANVASCHAT_MAX_MESSAGE_BYTES", default_value_t = 4096,
@@ -75,6 +84,24 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+pub const REDIS_PASSWORD_ENV: &str = "CANVASCHAT_REDIS_PASSWORD";
+
+/// A value kept out of logs and `Debug` output.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error(
@@ -83,6 +110,8 @@ pub enum ConfigError {
     HeartbeatNotBelowTtl { heartbeat: u64, ttl: u64 },
     #[error("CANVASCHAT_REDIS_URL must start with redis:// or rediss://")]
     RedisScheme,
+    #[error("CANVASCHAT_REDIS_PASSWORD is not valid UTF-8")]
+    RedisPasswordNotUtf8,
     #[error(
         "CANVASCHAT_ALLOWED_ORIGINS entry {0:?} is not an origin like https://chat.example.com"
     )]
@@ -107,6 +136,13 @@ impl Config {
                 return Err(ConfigError::RedisScheme);
             }
         }
+        self.redis_password = match self.redis_password_env.0.take() {
+            Some(raw) if !raw.is_empty() => Some(Secret(
+                raw.into_string()
+                    .map_err(|_| ConfigError::RedisPasswordNotUtf8)?,
+            )),
+            _ => None,
+        };
         let mut origins = Vec::with_capacity(self.allowed_origins.len());
         for origin in &self.allowed_origins {
             let origin = origin.trim().trim_end_matches('/');
@@ -245,6 +281,31 @@ mod tests {
     fn redis_url_needs_a_redis_scheme() {
         let c = parse(&["--redis-url", "http://localhost:6379"]);
         assert_eq!(c.validate().err(), Some(ConfigError::RedisScheme));
+    }
+
+    #[test]
+    fn redis_password_is_taken_verbatim_and_never_printed() {
+        let password = "p/@:#?%w";
+        let mut c = parse(&["--redis-url", "redis://redis:6379/0"]);
+        c.redis_password_env = Secret(Some(password.into()));
+        let c = c.validate().unwrap();
+        assert_eq!(
+            c.redis_password
+                .as_ref()
+                .map(Secret::expose)
+                .map(String::as_str),
+            Some(password)
+        );
+        assert!(!format!("{c:?}").contains(password));
+        let mut empty = parse(&[]);
+        empty.redis_password_env = Secret(Some(OsString::new()));
+        assert_eq!(empty.validate().unwrap().redis_password, None);
+    }
+
+    #[test]
+    fn redis_password_is_not_a_flag() {
+        let argv = ["canvaschat-gateway", "--redis-password", "x"];
+        assert!(Config::try_parse_from(argv).is_err());
     }
 
     #[test]

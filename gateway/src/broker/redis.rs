@@ -144,6 +144,16 @@ fn member_keys(channel: &str, member: &Member) -> Vec<String> {
     ]
 }
 
+/// The client settings from the URL; a separate password (any character, no URL escaping)
+/// replaces the URL's.
+fn client_config(url: &str, password: Option<&str>) -> Result<Config, BrokerError> {
+    let mut config = Config::from_url(url).map_err(redis_err("configuration"))?;
+    if let Some(password) = password {
+        config.password = Some(password.to_owned());
+    }
+    Ok(config)
+}
+
 fn redis_err(operation: &'static str) -> impl FnOnce(fred::error::Error) -> BrokerError {
     move |source| BrokerError::Redis { operation, source }
 }
@@ -168,13 +178,14 @@ impl RedisBroker {
     /// than crash it) and starts the tasks that deliver messages and track reconnects.
     pub fn connect(
         url: &str,
+        password: Option<&str>,
         ttl: Duration,
         rate_limit_per_minute: u32,
         deliver: Deliver,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Self, BrokerError> {
-        let mut config = Config::from_url(url).map_err(redis_err("configuration"))?;
+        let mut config = client_config(url, password)?;
         config.fail_fast = false;
         let mut builder = Builder::from_config(config);
         builder
@@ -492,5 +503,18 @@ impl Broker for RedisBroker {
             Health { store, pubsub }
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn separate_password_replaces_the_url_password_verbatim() {
+        let config = client_config("redis://:inurl@redis:6379/0", Some("p/@:#?%w")).unwrap();
+        assert_eq!(config.password.as_deref(), Some("p/@:#?%w"));
+        let from_url = client_config("redis://:inurl@redis:6379/0", None).unwrap();
+        assert_eq!(from_url.password.as_deref(), Some("inurl"));
     }
 }
