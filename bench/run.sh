@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CanvasChat benchmarks: gateway vs. a Centrifugo-equivalent peer vs. raw Redis pub/sub, and
+# CanvasChat benchmarks: gateway vs. Centrifugo 6.9.1 vs. raw Redis pub/sub, and
 # the operator against a local control plane. Prints a Markdown table; see bench/README.md.
 #
 #   bash bench/run.sh [--quick] [--no-operator] [--no-gateway] [--out DIR]
@@ -58,9 +58,12 @@ ulimit -n 65536 2> /dev/null || ulimit -n "$(ulimit -Hn)"
 # Sizes of the full run and of --quick.
 if $quick; then
     IDLE_CONNS=2000 SECONDS_PER_LOAD=4 SATURATION_SECONDS=3 STORM_SECONDS=3 DRAIN_SECONDS=6 OPERATOR_MANY=20 RESYNC=10
+    RAMP_STEPS=4
 else
     IDLE_CONNS=10000 SECONDS_PER_LOAD=15 SATURATION_SECONDS=8 STORM_SECONDS=8 DRAIN_SECONDS=8 OPERATOR_MANY=100 RESYNC=15
+    RAMP_STEPS=8
 fi
+RAMP_START_RATE=100     # saturation ramp: 10,000 deliveries/s first, x1.5 per step
 FANOUT_RATE=50          # 1 sender -> 100 receivers: 5,000 deliveries/s
 SATURATION_RATE=300     # the same at 30,000 deliveries/s offered, to see who keeps up
 CHANNELS=200            # many small channels: 5 clients each
@@ -76,15 +79,19 @@ log "building release binaries (${crates[*]})"
 (cd "$ROOT" && nice -n 10 cargo build --release --quiet "${crates[@]}")
 LOADGEN=$BIN/canvaschat-bench
 
-# The peer is built from its Go module once per version of its source into the cache.
-peer_key=$(cat "$BENCH_DIR/centrifuge-peer/go.mod" "$BENCH_DIR/centrifuge-peer/go.sum" \
-    "$BENCH_DIR/centrifuge-peer/main.go" | sha256sum | cut -c1-12)
-PEER=$CACHE_DIR/centrifuge-peer-$peer_key
+# The peer is the real Centrifugo 6.9.1 binary from ../shared/peers, checked against its
+# published sha256 and unpacked once into the cache.
+PEER_GZ=$ROOT/../shared/peers/centrifugo-6.9.1-linux-amd64.gz
+PEER_SHA256=e66f902bc975a8ee5e9493178fb429071ac2d4d613c0f5f7f3673219e7353791
+PEER=$CACHE_DIR/centrifugo-6.9.1
 if $run_gateway && [ ! -x "$PEER" ]; then
-    log "building the Centrifuge peer into $PEER"
+    [ -f "$PEER_GZ" ] || { log "no Centrifugo at $PEER_GZ (../shared/peers)"; exit 1; }
+    echo "$PEER_SHA256  $PEER_GZ" | sha256sum --check --quiet ||
+        { log "$PEER_GZ does not match its published sha256"; exit 1; }
     mkdir -p "$CACHE_DIR"
-    (cd "$BENCH_DIR/centrifuge-peer" && nice -n 10 go build -o "$PEER" .)
+    gunzip -c "$PEER_GZ" > "$PEER.partial" && chmod +x "$PEER.partial" && mv "$PEER.partial" "$PEER"
 fi
+$run_gateway && log "peer: $("$PEER" version | head -n 1)"
 
 free_ports() { # N -> N distinct free loopback ports
     python3 - "$1" <<'EOF'
@@ -112,7 +119,7 @@ loadgen() { "$LOADGEN" "$@" --clock-ticks "$clk_tck" | tee -a "$results" | cut -
 # --- gateway, peer and ceiling ----------------------------------------------------------
 if $run_gateway; then
     read -r redis_port gw_a_port gw_b_port peer_a_port peer_b_port presence_a_port presence_b_port \
-        < <(free_ports 7)
+        history_a_port history_b_port < <(free_ports 9)
     redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
         --protected-mode yes --maxclients 20000 > "$work/redis.log" 2>&1 &
     redis_pid=$!
@@ -129,24 +136,58 @@ if $run_gateway; then
         started_pids+=("$gateway_pid")
         wait_http "$1" "$gateway_pid" "http://127.0.0.1:$2/ready"
     }
-    start_peer() { # NAME PORT [FLAGS] -> pid in $peer_pid
-        "$PEER" -listen "127.0.0.1:$2" -redis "127.0.0.1:$redis_port" "${@:3}" > "$work/$1.log" 2>&1 &
+    # MODE: defaults (Centrifugo's own), presence (Redis presence and join/leave pushed to
+    # every subscriber, like the gateway's user_joined/user_left) or history (presence plus
+    # history and recovery, like the gateway's per-channel history).
+    peer_config() { # MODE PORT -> config JSON
+        python3 - "$1" "$2" "$redis_port" <<'EOF'
+import json, sys
+mode, port, redis_port = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+redis = {"address": [f"redis://127.0.0.1:{redis_port}"], "prefix": "cf"}
+channel = {"allow_subscribe_for_client": True, "allow_publish_for_client": True}
+if mode in ("presence", "history"):
+    channel.update(presence=True, join_leave=True, force_push_join_leave=True)
+if mode == "history":
+    # The gateway's defaults: CANVASCHAT_HISTORY_SIZE 1000, CANVASCHAT_HISTORY_SECONDS 60.
+    channel.update(history_size=1000, history_ttl="60s", force_recovery=True)
+print(json.dumps({
+    "http_server": {"address": "127.0.0.1", "port": port},
+    "log": {"level": "error"},
+    "health": {"enabled": True},
+    "client": {"insecure": True, "allowed_origins": ["*"]},
+    "broker": {"enabled": True, "type": "redis", "redis": redis},
+    "presence_manager": {"enabled": True, "type": "redis", "redis": redis},
+    "channel": {"without_namespace": channel},
+}))
+EOF
+    }
+    start_peer() { # NAME PORT MODE -> pid in $peer_pid
+        peer_config "$3" "$2" > "$work/$1.json"
+        "$PEER" --config "$work/$1.json" > "$work/$1.log" 2>&1 &
         peer_pid=$!
         started_pids+=("$peer_pid")
         wait_http "$1" "$peer_pid" "http://127.0.0.1:$2/health"
     }
     start_gateway gateway-a "$gw_a_port"; gw_a_pid=$gateway_pid
     start_gateway gateway-b "$gw_b_port"; gw_b_pid=$gateway_pid
-    start_peer centrifugo-a "$peer_a_port"; peer_a_pid=$peer_pid
-    start_peer centrifugo-b "$peer_b_port"; peer_b_pid=$peer_pid
-    # The same peer keeping Redis presence and sending join/leave, like the gateway does.
-    start_peer centrifugo-presence-a "$presence_a_port" -presence; presence_a_pid=$peer_pid
-    start_peer centrifugo-presence-b "$presence_b_port" -presence; presence_b_pid=$peer_pid
+    start_peer centrifugo-a "$peer_a_port" defaults; peer_a_pid=$peer_pid
+    start_peer centrifugo-b "$peer_b_port" defaults; peer_b_pid=$peer_pid
+    start_peer centrifugo-presence-a "$presence_a_port" presence; presence_a_pid=$peer_pid
+    start_peer centrifugo-presence-b "$presence_b_port" presence; presence_b_pid=$peer_pid
+    start_peer centrifugo-history-a "$history_a_port" history; history_a_pid=$peer_pid
+    start_peer centrifugo-history-b "$history_b_port" history; history_b_pid=$peer_pid
 
     gw=(--target gateway --url "ws://127.0.0.1:$gw_a_port" --url "ws://127.0.0.1:$gw_b_port"
         --watch "gateway-a=$gw_a_pid" --watch "gateway-b=$gw_b_pid" --watch "redis=$redis_pid")
     peer=(--target centrifugo --url "ws://127.0.0.1:$peer_a_port" --url "ws://127.0.0.1:$peer_b_port"
         --watch "centrifugo-a=$peer_a_pid" --watch "centrifugo-b=$peer_b_pid" --watch "redis=$redis_pid")
+    peer_presence=(--target centrifugo --url "ws://127.0.0.1:$presence_a_port"
+        --url "ws://127.0.0.1:$presence_b_port" --watch "centrifugo-a=$presence_a_pid"
+        --watch "centrifugo-b=$presence_b_pid" --watch "redis=$redis_pid")
+    # Centrifugo doing what the gateway does for every connection and message.
+    peer_history=(--target centrifugo --url "ws://127.0.0.1:$history_a_port"
+        --url "ws://127.0.0.1:$history_b_port" --watch "centrifugo-a=$history_a_pid"
+        --watch "centrifugo-b=$history_b_pid" --watch "redis=$redis_pid")
 
     log "idle: $IDLE_CONNS connections on one replica"
     loadgen idle --target gateway --url "ws://127.0.0.1:$gw_a_port" --watch "gateway-a=$gw_a_pid" \
@@ -173,6 +214,18 @@ if $run_gateway; then
         --redis-url "$redis_url" --channels 1 --subscribers-per-channel 100 --rate "$SATURATION_RATE" \
         --duration "$SATURATION_SECONDS" --size "$PAYLOAD" --watch "redis=$redis_pid"
 
+    log "fan-out 1 -> 100 offered $SATURATION_RATE msg/s against the peer with presence and history"
+    saturation[1]="fan-out 1->100 at $((SATURATION_RATE * 100))/s, peer with presence+history"
+    loadgen load "${gw[@]}" "${saturation[@]}"
+    loadgen load "${peer_history[@]}" "${saturation[@]}"
+
+    log "saturation: fan-out 1 -> 100 at rising rates until p99 > 50 ms or delivery < 99 %"
+    ramp=(--scenario "saturation: fan-out 1->100, peer with presence+history" --clients 101
+        --channels 1 --senders 1 --rate "$RAMP_START_RATE" --factor 1.5 --steps "$RAMP_STEPS"
+        --duration "$SATURATION_SECONDS" --size "$PAYLOAD")
+    loadgen saturate-load "${gw[@]}" "${ramp[@]}"
+    loadgen saturate-load "${peer_history[@]}" "${ramp[@]}"
+
     log "many small channels: $CHANNEL_CLIENTS clients in $CHANNELS channels, $CHANNEL_RATE msg/s"
     members=$((CHANNEL_CLIENTS / CHANNELS))
     many=(--scenario "$CHANNELS channels x $members" --clients "$CHANNEL_CLIENTS" --channels "$CHANNELS"
@@ -189,10 +242,13 @@ if $run_gateway; then
     loadgen storm "${peer[@]}" "${storm[@]}"
     log "connect/disconnect storm against the peer with presence on"
     loadgen storm "${gw[@]}" "${storm[@]}" --scenario "storm vs peer with presence"
-    loadgen storm --target centrifugo --url "ws://127.0.0.1:$presence_a_port" \
-        --url "ws://127.0.0.1:$presence_b_port" --watch "centrifugo-a=$presence_a_pid" \
-        --watch "centrifugo-b=$presence_b_pid" --watch "redis=$redis_pid" "${storm[@]}" \
-        --scenario "storm vs peer with presence"
+    loadgen storm "${peer_presence[@]}" "${storm[@]}" --scenario "storm vs peer with presence"
+
+    log "saturation: connects with rising concurrency until join p99 > 50 ms or joins fail"
+    connect_ramp=(--scenario "saturation: connects, peer with presence+history" --workers 4
+        --factor 2 --steps "$RAMP_STEPS" --channels 10 --max-joins 50000 --duration "$STORM_SECONDS")
+    loadgen saturate-storm "${gw[@]}" "${connect_ramp[@]}"
+    loadgen saturate-storm "${peer_history[@]}" "${connect_ramp[@]}"
 
     log "SIGTERM drain under load (replica b of each)"
     drain=(--scenario "SIGTERM drain" --clients 200 --channels 10 --rate 400

@@ -210,10 +210,20 @@ pub async fn run(spec: LoadSpec) -> std::result::Result<Result, Error> {
             )
             .metric("server CPU % of a core", server_cpu, Better::Lower)
             .metric("server RSS MiB", server_rss, Better::Lower)
-            .metric("redis CPU % of a core", redis_cpu, Better::Lower);
+            .metric("redis CPU % of a core", redis_cpu, Better::Lower)
+            .metric(
+                "redis CPU ms per 1,000 delivered",
+                cpu_ms_per_thousand(redis_cpu, send_seconds, received),
+                Better::Lower,
+            );
     }
     result.details = details;
     Ok(result)
+}
+
+/// CPU time of a process per 1,000 events, from its CPU share over a window.
+pub fn cpu_ms_per_thousand(cpu_percent: f64, seconds: f64, events: u64) -> f64 {
+    cpu_percent / 100.0 * seconds * 1_000.0 * 1_000.0 / (events.max(1)) as f64
 }
 
 /// Hands out `rate × duration` send commands round-robin over the senders, on schedule.
@@ -354,6 +364,14 @@ mod tests {
                 after: Duration::from_secs(1),
             }),
         }
+    }
+
+    #[test]
+    fn cpu_per_thousand_events() {
+        // Half a core for 4 s is 2,000 ms of CPU; over 10,000 events that is 200 ms per 1,000.
+        assert!((cpu_ms_per_thousand(50.0, 4.0, 10_000) - 200.0).abs() < 1e-9);
+        // No events: divided by one, not by zero.
+        assert!(cpu_ms_per_thousand(50.0, 4.0, 0).is_finite());
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod load;
 mod protocol;
 mod redis_ceiling;
 mod report;
+mod saturation;
 mod stats;
 mod storm;
 
@@ -100,6 +101,20 @@ enum Command {
     Storm(StormArgs),
     /// The same fan-out straight through Redis pub/sub (the ceiling).
     Redis(RedisArgs),
+    /// The chat load at rising --rate (the start) until p99 or delivery leaves the limits.
+    SaturateLoad {
+        #[command(flatten)]
+        load: LoadArgs,
+        #[command(flatten)]
+        ramp: RampArgs,
+    },
+    /// Storms with rising --workers (the start) until join p99 or success leaves the limits.
+    SaturateStorm {
+        #[command(flatten)]
+        storm: StormArgs,
+        #[command(flatten)]
+        ramp: RampArgs,
+    },
     /// Print the Markdown comparison table of result lines (files of JSON lines).
     Table { files: Vec<PathBuf> },
 }
@@ -204,6 +219,42 @@ struct RedisArgs {
     clock_ticks: u64,
 }
 
+#[derive(Args, Clone)]
+struct RampArgs {
+    /// Each step offers this many times the load of the one before.
+    #[arg(long, default_value_t = 1.5)]
+    factor: f64,
+    /// Steps at most (the ramp stops at the first step out of limits).
+    #[arg(long, default_value_t = 8)]
+    steps: u32,
+    /// A step keeps up while its p99 latency stays at or under this.
+    #[arg(long, default_value_t = 50.0)]
+    max_p99_ms: f64,
+    /// ... and while at least this percentage of expected deliveries (or joins) succeed.
+    #[arg(long, default_value_t = 99.0)]
+    min_success_percent: f64,
+}
+
+impl RampArgs {
+    fn spec(&self, start: f64) -> Result<saturation::RampSpec, Error> {
+        if !(self.factor.is_finite() && self.factor > 1.0 && self.factor <= 10.0) {
+            return Err(Error::Usage("--factor must be in (1, 10]".to_owned()));
+        }
+        if !(1..=20).contains(&self.steps) {
+            return Err(Error::Usage("--steps must be 1..=20".to_owned()));
+        }
+        Ok(saturation::RampSpec {
+            start,
+            factor: self.factor,
+            steps: self.steps,
+            limits: saturation::Limits {
+                p99_ms: self.max_p99_ms,
+                min_success_percent: self.min_success_percent,
+            },
+        })
+    }
+}
+
 /// Durations from the command line, bounded so no run can go on for long.
 fn bounded_seconds(seconds: f64) -> Result<Duration, Error> {
     if seconds.is_finite() && (0.0..=300.0).contains(&seconds) {
@@ -240,6 +291,21 @@ fn load_spec(args: LoadArgs, drain: Option<load::DrainSpec>) -> Result<load::Loa
     })
 }
 
+fn storm_spec(args: StormArgs) -> Result<storm::StormSpec, Error> {
+    Ok(storm::StormSpec {
+        scenario: args.scenario,
+        target: args.common.target,
+        urls: args.common.urls,
+        workers: args.workers,
+        channels: args.channels,
+        max_joins: args.max_joins,
+        duration: bounded_seconds(args.duration)?,
+        connect_timeout: bounded_seconds(args.common.connect_timeout)?,
+        watch: args.common.watch,
+        clock_ticks: args.common.clock_ticks,
+    })
+}
+
 async fn execute(command: Command) -> Result<Vec<report::Result>, Error> {
     let result = match command {
         Command::Load(args) => load::run(load_spec(args, None)?).await?,
@@ -272,20 +338,14 @@ async fn execute(command: Command) -> Result<Vec<report::Result>, Error> {
             })
             .await?
         }
-        Command::Storm(args) => {
-            storm::run(storm::StormSpec {
-                scenario: args.scenario,
-                target: args.common.target,
-                urls: args.common.urls,
-                workers: args.workers,
-                channels: args.channels,
-                max_joins: args.max_joins,
-                duration: bounded_seconds(args.duration)?,
-                connect_timeout: bounded_seconds(args.common.connect_timeout)?,
-                watch: args.common.watch,
-                clock_ticks: args.common.clock_ticks,
-            })
-            .await?
+        Command::Storm(args) => storm::run(storm_spec(args)?).await?,
+        Command::SaturateLoad { load, ramp } => {
+            let ramp = ramp.spec(load.rate)?;
+            saturation::messages(load_spec(load, None)?, ramp).await?
+        }
+        Command::SaturateStorm { storm, ramp } => {
+            let ramp = ramp.spec(f64::from(storm.workers))?;
+            saturation::connects(storm_spec(storm)?, ramp).await?
         }
         Command::Redis(args) => {
             redis_ceiling::run(redis_ceiling::RedisSpec {

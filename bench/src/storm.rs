@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::Error;
 use crate::client;
-use crate::load::REDIS_PROCESS;
+use crate::load::{REDIS_PROCESS, cpu_ms_per_thousand};
 use crate::protocol::Target;
 use crate::report::{Better, Result};
 use crate::stats::{Latencies, Watched, Window};
@@ -89,6 +89,11 @@ pub async fn run(spec: StormSpec) -> std::result::Result<Result, Error> {
         Target::Gateway => "canvaschat",
         Target::Centrifugo => "centrifugo",
     };
+    let redis_cpu: f64 = usage
+        .iter()
+        .filter(|u| u.name == REDIS_PROCESS)
+        .map(|u| u.cpu_percent)
+        .sum();
     let mut result = Result::new(&spec.scenario, system)
         .metric("joins/s", joins as f64 / seconds.max(1e-3), Better::Higher)
         .metric("join p50 ms", summary.p50_ms, Better::Lower)
@@ -102,13 +107,10 @@ pub async fn run(spec: StormSpec) -> std::result::Result<Result, Error> {
                 .sum(),
             Better::Lower,
         )
+        .metric("redis CPU % of a core", redis_cpu, Better::Lower)
         .metric(
-            "redis CPU % of a core",
-            usage
-                .iter()
-                .filter(|u| u.name == REDIS_PROCESS)
-                .map(|u| u.cpu_percent)
-                .sum(),
+            "redis CPU ms per 1,000 joins",
+            cpu_ms_per_thousand(redis_cpu, seconds, joins),
             Better::Lower,
         );
     result.details = json!({
