@@ -5,6 +5,8 @@ use std::{ffi::OsString, fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
 
+use crate::history::HistoryLimits;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -69,6 +71,27 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_grace_seconds: u64,
 
+    /// After SIGTERM, seconds the gateway keeps serving while reporting not-ready, so load
+    /// balancers stop sending new connections before sockets close.
+    #[arg(long, env = "CANVASCHAT_DRAIN_DELAY_SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub drain_delay_seconds: u64,
+
+    /// Seconds of chat history kept per channel.
+    #[arg(long, env = "CANVASCHAT_HISTORY_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub history_seconds: u64,
+
+    /// Most chat messages kept per channel.
+    #[arg(long, env = "CANVASCHAT_HISTORY_SIZE", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub history_size: u32,
+
+    /// Seconds of recent messages a new connection gets when it cannot recover.
+    #[arg(long, env = "CANVASCHAT_REPLAY_SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub replay_seconds: u64,
+
     /// Most WebSocket connections this process accepts at once.
     #[arg(long, env = "CANVASCHAT_MAX_CONNECTIONS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -78,6 +101,11 @@ pub struct Config {
     #[arg(long, env = "CANVASCHAT_SEND_QUEUE_FRAMES", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub send_queue_frames: u32,
+
+    /// Bytes of broadcast frames queued for one slow client before it is disconnected.
+    #[arg(long, env = "CANVASCHAT_SEND_QUEUE_BYTES", default_value_t = 1_048_576,
+          value_parser = clap::value_parser!(u32).range(1024..=1_073_741_824))]
+    pub send_queue_bytes: u32,
 
     /// Log format; the level comes from `RUST_LOG` (default `info`).
     #[arg(long, env = "CANVASCHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -190,6 +218,18 @@ impl Config {
         Duration::from_secs(self.shutdown_grace_seconds)
     }
 
+    pub fn drain_delay(&self) -> Duration {
+        Duration::from_secs(self.drain_delay_seconds)
+    }
+
+    pub fn history_limits(&self) -> HistoryLimits {
+        HistoryLimits {
+            size: self.history_size as usize,
+            retain: self.history_seconds * 1000,
+            replay: self.replay_seconds.min(self.history_seconds) * 1000,
+        }
+    }
+
     /// Whether a WebSocket upgrade from this `Origin` header is allowed.
     pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
         match origin {
@@ -224,6 +264,15 @@ mod tests {
         assert_eq!(c.presence_heartbeat_seconds, 60);
         assert_eq!(c.presence_ttl_seconds, 300);
         assert_eq!(c.shutdown_grace_seconds, 25);
+        assert_eq!(c.drain_delay_seconds, 5);
+        assert_eq!(
+            c.history_limits(),
+            HistoryLimits {
+                size: 1000,
+                retain: 60_000,
+                replay: 5_000
+            }
+        );
         assert_eq!(c.log_format, LogFormat::Text);
         assert!(c.allowed_origins.is_empty());
         assert!(c.validate().is_ok());

@@ -17,8 +17,9 @@ use tower_http::{
 };
 
 use crate::{
-    app::App,
+    history::Since,
     metrics::RejectReason,
+    node::Node,
     protocol::{DEFAULT_CHANNEL, timestamp, validate_name},
     session::Session,
 };
@@ -26,7 +27,7 @@ use crate::{
 /// Initial read buffer of each WebSocket.
 const READ_BUFFER_BYTES: usize = 8 * 1024;
 
-pub fn router(app: Arc<App>) -> Router {
+pub fn router(app: Arc<Node>) -> Router {
     let api = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -88,7 +89,7 @@ async fn health() -> Response {
     Json(json!({"status": "ok", "timestamp": timestamp(chrono::Utc::now())})).into_response()
 }
 
-async fn ready(State(app): State<Arc<App>>) -> Response {
+async fn ready(State(app): State<Arc<Node>>) -> Response {
     if app.draining.is_cancelled() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -111,7 +112,7 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics(State(app): State<Arc<App>>) -> Response {
+async fn metrics(State(app): State<Arc<Node>>) -> Response {
     match app.metrics.render() {
         Ok(text) => (
             [(
@@ -130,7 +131,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn chat_upgrade(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Node>>,
     Query(params): Query<HashMap<String, String>>,
     headers: axum::http::HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -153,6 +154,17 @@ async fn chat_upgrade(
             &error.to_string(),
         );
     }
+    let since = match parse_since(&params) {
+        Ok(since) => since,
+        Err(message) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                RejectReason::BadRequest,
+                message,
+            );
+        }
+    };
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => {
@@ -192,9 +204,10 @@ async fn chat_upgrade(
         );
     };
     let session = Session {
-        app: app.clone(),
+        node: app.clone(),
         user: user.to_owned(),
         channel: channel.to_owned(),
+        since,
         permit,
     };
     let limit = app.config.max_message_bytes as usize;
@@ -205,4 +218,59 @@ async fn chat_upgrade(
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| session.run(socket))
+}
+
+/// `since` and `epoch` name where a reconnecting client stopped; both or neither. A client
+/// that has not seen any message yet sends neither and gets the recent messages.
+fn parse_since(params: &HashMap<String, String>) -> Result<Option<Since>, &'static str> {
+    match (params.get("since"), params.get("epoch")) {
+        (None, None) => Ok(None),
+        (Some(offset), Some(epoch)) => {
+            let offset = offset
+                .parse()
+                .map_err(|_| "since must be a non-negative integer offset")?;
+            validate_name("epoch", epoch).map_err(
+                |_| "epoch must be 1-64 characters of [A-Za-z0-9_.-], as received in user_sync",
+            )?;
+            Ok(Some(Since {
+                offset,
+                epoch: epoch.clone(),
+            }))
+        }
+        _ => Err(
+            "since and epoch go together: send both (from the last message received) or neither",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn since_and_epoch_are_read_together() {
+        assert_eq!(parse_since(&params(&[])), Ok(None));
+        assert_eq!(
+            parse_since(&params(&[("since", "12"), ("epoch", "ab")])),
+            Ok(Some(Since {
+                offset: 12,
+                epoch: "ab".into()
+            }))
+        );
+        for bad in [
+            params(&[("since", "12")]),
+            params(&[("epoch", "ab")]),
+            params(&[("since", "-1"), ("epoch", "ab")]),
+            params(&[("since", "1"), ("epoch", "a b")]),
+        ] {
+            assert!(parse_since(&bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -1,12 +1,23 @@
 //! The hub: this process's WebSocket connections, grouped by channel. It hands each frame
 //! the broker delivers to the local connections of its channel, and keeps the broker
 //! subscribed to exactly the channels that have local connections.
+//!
+//! A new connection starts with its gate closed: frames that arrive while it is being
+//! greeted (it subscribes before reading history, so nothing falls in between) wait in
+//! the gate, and when the history is sent the gate opens with the history's last offset
+//! as a floor: chat frames at or below it are dropped, so history and live frames have
+//! no gap and no duplicate.
+//!
+//! Presence announcements are coalesced per channel for a short while: of a burst (a
+//! reconnect storm), each user's last announcement goes out, so clients end in the same
+//! state without receiving every flap.
 
 use std::{
     collections::{HashMap, HashSet},
+    hash::{BuildHasher, RandomState},
     sync::{
-        Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard,
-        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -16,9 +27,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    broker::{Broker, BrokerError, Member},
+    broker::{Broker, BrokerError},
     metrics::{Metrics, RejectReason},
-    protocol::{ConnectionId, Envelope},
+    presence::Member,
+    protocol::{ConnectionId, Envelope, FrameMeta},
 };
 
 /// WebSocket close codes the gateway uses.
@@ -31,17 +43,32 @@ pub mod close_code {
     pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
+/// Subscription bookkeeping is split over this many locks, so channels do not wait for
+/// each other's SUBSCRIBE round trips.
+const SUBSCRIPTION_STRIPES: usize = 64;
+
 /// Asks a connection to close with a code; the first reason given wins.
 #[derive(Debug, Default)]
 pub struct Closer {
     token: CancellationToken,
     reason: OnceLock<(u16, &'static str)>,
+    flush: AtomicBool,
 }
 
 impl Closer {
     pub fn close(&self, code: u16, reason: &'static str) {
         let _ = self.reason.set((code, reason));
         self.token.cancel();
+    }
+
+    /// Closes after the frames already queued are written (within the writer's deadline).
+    pub fn close_after_flush(&self, code: u16, reason: &'static str) {
+        self.flush.store(true, Ordering::Release);
+        self.close(code, reason);
+    }
+
+    pub fn flush_first(&self) -> bool {
+        self.flush.load(Ordering::Acquire)
     }
 
     pub async fn closed(&self) -> (u16, &'static str) {
@@ -57,29 +84,91 @@ impl Closer {
     }
 }
 
+/// Bytes queued for one client, against its budget.
+#[derive(Debug)]
+pub struct SendBudget {
+    queued: AtomicUsize,
+    limit: usize,
+}
+
+impl SendBudget {
+    /// Reserves room for a frame; false when the client is over its budget.
+    fn reserve(&self, bytes: usize) -> bool {
+        let before = self.queued.fetch_add(bytes, Ordering::AcqRel);
+        if before + bytes > self.limit {
+            self.queued.fetch_sub(bytes, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back the room of a frame that was written.
+    pub fn release(&self, bytes: usize) {
+        self.queued.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// Where a connection is in its presence life: only joined connections are refreshed, and
+/// a connection that left is never re-added. Changes and presence calls for a connection
+/// happen under this lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceState {
+    Joining,
+    Joined,
+    Left,
+}
+
+pub type PresenceSlot = Arc<tokio::sync::Mutex<PresenceState>>;
+
+/// A frame held in a gate, with the offset and epoch of a chat frame.
+type Held = (Option<u64>, Option<String>, Utf8Bytes);
+
+/// Frames held while a connection is being greeted, and the floor applied afterwards.
+#[derive(Default)]
+struct Gate {
+    held: Option<Vec<Held>>,
+    floor: Option<(String, u64)>,
+}
+
 /// The hub's handle on one connection.
 struct Connection {
     user: String,
     queue: mpsc::Sender<Utf8Bytes>,
+    budget: Arc<SendBudget>,
     closer: Arc<Closer>,
+    gate: Mutex<Gate>,
+    presence: PresenceSlot,
+    /// Presence announcements that reached the hub before this connection registered were
+    /// published before its join, so its `user_sync` covers them: they are not sent to it.
+    first_presence_seq: u64,
 }
 
 /// What a session gets back when it registers.
 pub struct Registration {
     pub id: ConnectionId,
-    /// Frames broadcast to the channel, bounded so a slow client is closed, not buffered.
+    /// Frames broadcast to the channel, bounded in frames and bytes so a slow client is
+    /// closed, not buffered.
     pub queue: mpsc::Receiver<Utf8Bytes>,
+    pub budget: Arc<SendBudget>,
     pub closer: Arc<Closer>,
+    pub presence: PresenceSlot,
 }
+
+/// A channel's pending presence announcements: user -> (arrival, sender, frame).
+type PendingPresence = HashMap<String, (u64, Option<ConnectionId>, String)>;
 
 pub struct Hub {
     node: Uuid,
     next_local: AtomicU64,
     queue_frames: usize,
+    queue_bytes: usize,
     channels: RwLock<HashMap<String, HashMap<u64, Connection>>>,
-    /// Serialises subscribe/unsubscribe so a channel's subscription always ends up matching
-    /// whether it has local connections, however joins and leaves interleave.
-    subscriptions: tokio::sync::Mutex<HashSet<String>>,
+    /// Serialise subscribe/unsubscribe per channel so a channel's subscription always ends
+    /// up matching whether it has local connections, however joins and leaves interleave.
+    subscriptions: Vec<tokio::sync::Mutex<HashSet<String>>>,
+    stripe_hasher: RandomState,
+    pending_presence: Mutex<HashMap<String, PendingPresence>>,
+    presence_seq: AtomicU64,
     metrics: Arc<Metrics>,
 }
 
@@ -91,14 +180,28 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn is_presence(kind: &str) -> bool {
+    kind == "user_joined" || kind == "user_left"
+}
+
 impl Hub {
-    pub fn new(node: Uuid, queue_frames: usize, metrics: Arc<Metrics>) -> Self {
+    pub fn new(node: Uuid, queue_frames: usize, queue_bytes: usize, metrics: Arc<Metrics>) -> Self {
         Hub {
             node,
             next_local: AtomicU64::new(1),
             queue_frames,
+            queue_bytes,
             channels: RwLock::default(),
-            subscriptions: tokio::sync::Mutex::default(),
+            subscriptions: (0..SUBSCRIPTION_STRIPES)
+                .map(|_| tokio::sync::Mutex::default())
+                .collect(),
+            stripe_hasher: RandomState::new(),
+            pending_presence: Mutex::default(),
+            presence_seq: AtomicU64::new(0),
             metrics,
         }
     }
@@ -107,6 +210,7 @@ impl Hub {
         self.node
     }
 
+    /// Adds a connection with its gate closed (see the module docs).
     pub fn register(&self, channel: &str, user: &str) -> Registration {
         let id = ConnectionId {
             node: self.node,
@@ -114,6 +218,11 @@ impl Hub {
         };
         let (tx, rx) = mpsc::channel(self.queue_frames);
         let closer = Arc::new(Closer::default());
+        let budget = Arc::new(SendBudget {
+            queued: AtomicUsize::new(0),
+            limit: self.queue_bytes,
+        });
+        let presence = Arc::new(tokio::sync::Mutex::new(PresenceState::Joining));
         write(&self.channels)
             .entry(channel.to_owned())
             .or_default()
@@ -122,13 +231,22 @@ impl Hub {
                 Connection {
                     user: user.to_owned(),
                     queue: tx,
+                    budget: budget.clone(),
                     closer: closer.clone(),
+                    gate: Mutex::new(Gate {
+                        held: Some(Vec::new()),
+                        floor: None,
+                    }),
+                    presence: presence.clone(),
+                    first_presence_seq: self.presence_seq.load(Ordering::Acquire),
                 },
             );
         Registration {
             id,
             queue: rx,
+            budget,
             closer,
+            presence,
         }
     }
 
@@ -142,13 +260,32 @@ impl Hub {
         }
     }
 
+    /// Releases the frames held while the connection was greeted, dropping chat frames at
+    /// or below `floor` (the epoch and last offset of the history it was sent), and applies
+    /// that floor to every later frame too: a frame published before the history was read
+    /// may still be on its way.
+    pub fn open_gate(&self, channel: &str, id: ConnectionId, floor: (String, u64)) {
+        let channels = read(&self.channels);
+        let Some(conn) = channels.get(channel).and_then(|c| c.get(&id.local)) else {
+            return;
+        };
+        let mut gate = lock(&conn.gate);
+        gate.floor = Some(floor);
+        for (offset, epoch, frame) in gate.held.take().unwrap_or_default() {
+            if !below_floor(&gate.floor, offset, epoch.as_deref()) {
+                self.enqueue(channel, conn, frame);
+            }
+        }
+    }
+
     /// Subscribes or unsubscribes the channel so it matches whether it has local connections.
     pub async fn sync_subscription(
         &self,
         broker: &dyn Broker,
         channel: &str,
     ) -> Result<(), BrokerError> {
-        let mut subscribed = self.subscriptions.lock().await;
+        let stripe = self.stripe_hasher.hash_one(channel) as usize % SUBSCRIPTION_STRIPES;
+        let mut subscribed = self.subscriptions[stripe].lock().await;
         let wanted = read(&self.channels).contains_key(channel);
         if wanted && !subscribed.contains(channel) {
             broker.subscribe(channel).await?;
@@ -160,58 +297,155 @@ impl Hub {
         Ok(())
     }
 
-    /// Queues a broker frame on every local connection of the channel except its sender.
-    /// A connection whose queue is full is too slow to keep up and is closed.
+    /// Takes a broker frame: presence announcements wait for the next coalescing flush,
+    /// everything else goes to the channel's local connections at once.
     pub fn deliver(&self, channel: &str, envelope: Envelope) {
         let now = chrono::Utc::now().timestamp_micros();
         let latency = (now - envelope.published_at_micros).max(0) as f64 / 1e6;
         self.metrics.delivery_latency.observe(latency);
-        let skip = envelope
-            .sender
+        if !read(&self.channels).contains_key(channel) {
+            return;
+        }
+        let meta = FrameMeta::of(&envelope.frame);
+        if is_presence(&meta.kind)
+            && let Some(user) = meta.user_id
+        {
+            let seq = self.presence_seq.fetch_add(1, Ordering::AcqRel);
+            lock(&self.pending_presence)
+                .entry(channel.to_owned())
+                .or_default()
+                .insert(user, (seq, envelope.sender, envelope.frame));
+            return;
+        }
+        self.fan_out(
+            channel,
+            envelope.sender,
+            None,
+            meta.offset,
+            meta.epoch,
+            Utf8Bytes::from(envelope.frame),
+        );
+    }
+
+    /// Sends each channel's coalesced presence announcements: per user the last one, in
+    /// arrival order.
+    pub fn flush_presence(&self) {
+        let pending = std::mem::take(&mut *lock(&self.pending_presence));
+        for (channel, users) in pending {
+            let mut frames: Vec<_> = users.into_values().collect();
+            frames.sort_unstable_by_key(|(seq, _, _)| *seq);
+            for (seq, sender, frame) in frames {
+                self.fan_out(
+                    &channel,
+                    sender,
+                    Some(seq),
+                    None,
+                    None,
+                    Utf8Bytes::from(frame),
+                );
+            }
+        }
+    }
+
+    /// Queues a frame on every local connection of the channel except its sender.
+    fn fan_out(
+        &self,
+        channel: &str,
+        sender: Option<ConnectionId>,
+        presence_seq: Option<u64>,
+        offset: Option<u64>,
+        epoch: Option<String>,
+        frame: Utf8Bytes,
+    ) {
+        let skip = sender
             .filter(|sender| sender.node == self.node)
             .map(|sender| sender.local);
-        let frame = Utf8Bytes::from(envelope.frame);
         let channels = read(&self.channels);
         let Some(conns) = channels.get(channel) else {
             return;
         };
         let mut delivered = 0;
         for (local, conn) in conns {
-            if Some(*local) == skip || conn.closer.is_closed() {
+            if Some(*local) == skip
+                || conn.closer.is_closed()
+                || presence_seq.is_some_and(|seq| seq < conn.first_presence_seq)
+            {
                 continue;
             }
-            match conn.queue.try_send(frame.clone()) {
-                Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.metrics.reject(RejectReason::SlowConsumer);
-                    tracing::info!(
-                        user = conn.user,
-                        channel,
-                        "closing a client that cannot keep up"
-                    );
-                    conn.closer
-                        .close(close_code::POLICY_VIOLATION, "client too slow to keep up");
+            let mut gate = lock(&conn.gate);
+            if let Some(held) = &mut gate.held {
+                if held.len() >= self.queue_frames {
+                    self.too_slow(channel, conn);
+                } else {
+                    held.push((offset, epoch.clone(), frame.clone()));
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                continue;
+            }
+            if below_floor(&gate.floor, offset, epoch.as_deref()) {
+                continue;
+            }
+            drop(gate);
+            if self.enqueue(channel, conn, frame.clone()) {
+                delivered += 1;
             }
         }
         self.metrics.messages_delivered.inc_by(delivered);
     }
 
-    /// Channels with local connections, and the presence entries of those connections.
-    pub fn members_by_channel(&self) -> Vec<(String, Vec<Member>)> {
+    /// Queues one frame within the connection's frame and byte budget; a connection over
+    /// either is too slow to keep up and is closed.
+    fn enqueue(&self, channel: &str, conn: &Connection, frame: Utf8Bytes) -> bool {
+        let bytes = frame.len();
+        if !conn.budget.reserve(bytes) {
+            self.too_slow(channel, conn);
+            return false;
+        }
+        match conn.queue.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                conn.budget.release(bytes);
+                self.too_slow(channel, conn);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                conn.budget.release(bytes);
+                false
+            }
+        }
+    }
+
+    fn too_slow(&self, channel: &str, conn: &Connection) {
+        if conn.closer.is_closed() {
+            return;
+        }
+        self.metrics.reject(RejectReason::SlowConsumer);
+        tracing::info!(
+            user = conn.user,
+            channel,
+            "closing a client that cannot keep up"
+        );
+        conn.closer
+            .close(close_code::POLICY_VIOLATION, "client too slow to keep up");
+    }
+
+    /// Channels with local connections, and the presence entries of those connections with
+    /// their presence locks.
+    pub fn members_by_channel(&self) -> Vec<(String, Vec<(Member, PresenceSlot)>)> {
         read(&self.channels)
             .iter()
             .map(|(channel, conns)| {
                 let members = conns
                     .iter()
-                    .map(|(local, conn)| Member {
-                        user: conn.user.clone(),
-                        connection: ConnectionId {
-                            node: self.node,
-                            local: *local,
-                        }
-                        .to_string(),
+                    .map(|(local, conn)| {
+                        let member = Member {
+                            user: conn.user.clone(),
+                            connection: ConnectionId {
+                                node: self.node,
+                                local: *local,
+                            }
+                            .to_string(),
+                        };
+                        (member, conn.presence.clone())
                     })
                     .collect();
                 (channel.clone(), members)
@@ -227,13 +461,21 @@ impl Hub {
         read(&self.channels).values().map(HashMap::len).sum()
     }
 
-    /// Closes every connection with the same code (used by the drain).
-    pub fn close_all(&self, code: u16, reason: &'static str) {
-        for conns in read(&self.channels).values() {
-            for conn in conns.values() {
-                conn.closer.close(code, reason);
-            }
+    /// Every connection's closer (used by the drain).
+    pub fn closers(&self) -> Vec<Arc<Closer>> {
+        read(&self.channels)
+            .values()
+            .flat_map(|conns| conns.values().map(|c| c.closer.clone()))
+            .collect()
+    }
+}
+
+fn below_floor(floor: &Option<(String, u64)>, offset: Option<u64>, epoch: Option<&str>) -> bool {
+    match (floor, offset, epoch) {
+        (Some((floor_epoch, floor)), Some(offset), Some(epoch)) => {
+            epoch == floor_epoch && offset <= *floor
         }
+        _ => false,
     }
 }
 
@@ -242,7 +484,7 @@ mod tests {
     use super::*;
 
     fn hub(queue: usize) -> Hub {
-        Hub::new(Uuid::new_v4(), queue, Arc::new(Metrics::default()))
+        Hub::new(Uuid::new_v4(), queue, 1 << 20, Arc::new(Metrics::default()))
     }
 
     fn envelope(sender: Option<ConnectionId>, frame: &str) -> Envelope {
@@ -253,12 +495,23 @@ mod tests {
         }
     }
 
+    fn open(hub: &Hub, channel: &str, reg: &Registration) {
+        hub.open_gate(channel, reg.id, ("e".into(), 0));
+    }
+
+    fn chat(offset: u64) -> String {
+        format!(r#"{{"type":"chat","offset":{offset},"epoch":"e"}}"#)
+    }
+
     #[test]
     fn delivers_to_the_channel_but_not_to_the_sender() {
         let hub = hub(8);
         let mut alice = hub.register("c", "alice");
         let mut bob = hub.register("c", "bob");
         let mut carol = hub.register("other", "carol");
+        for (channel, reg) in [("c", &alice), ("c", &bob), ("other", &carol)] {
+            open(&hub, channel, reg);
+        }
         hub.deliver("c", envelope(Some(alice.id), "hello"));
         assert_eq!(bob.queue.try_recv().unwrap().as_str(), "hello");
         assert!(alice.queue.try_recv().is_err(), "no echo to the sender");
@@ -269,6 +522,7 @@ mod tests {
     fn a_sender_on_another_node_with_the_same_local_id_still_receives() {
         let hub = hub(8);
         let mut alice = hub.register("c", "alice");
+        open(&hub, "c", &alice);
         let foreign = ConnectionId {
             node: Uuid::new_v4(),
             local: alice.id.local,
@@ -278,13 +532,81 @@ mod tests {
     }
 
     #[test]
+    fn the_gate_holds_frames_then_drops_what_the_history_covered() {
+        let hub = hub(8);
+        let mut alice = hub.register("c", "alice");
+        for offset in 1..=4 {
+            hub.deliver("c", envelope(None, &chat(offset)));
+        }
+        assert!(alice.queue.try_recv().is_err(), "held while greeting");
+        hub.open_gate("c", alice.id, ("e".into(), 2));
+        let got: Vec<u64> = std::iter::from_fn(|| alice.queue.try_recv().ok())
+            .map(|f| FrameMeta::of(f.as_str()).offset.unwrap())
+            .collect();
+        assert_eq!(got, vec![3, 4]);
+        hub.deliver("c", envelope(None, &chat(2)));
+        assert!(
+            alice.queue.try_recv().is_err(),
+            "a late duplicate is dropped"
+        );
+        hub.deliver(
+            "c",
+            envelope(None, r#"{"type":"chat","offset":1,"epoch":"new"}"#),
+        );
+        assert!(alice.queue.try_recv().is_ok(), "a new epoch starts afresh");
+    }
+
+    #[test]
     fn a_full_queue_closes_the_slow_connection() {
         let hub = hub(2);
         let slow = hub.register("c", "slow");
+        open(&hub, "c", &slow);
         for _ in 0..3 {
             hub.deliver("c", envelope(None, "x"));
         }
         assert!(slow.closer.is_closed());
+    }
+
+    #[test]
+    fn the_byte_budget_closes_a_client_before_the_frame_count_does() {
+        let hub = Hub::new(Uuid::new_v4(), 100, 1_000, Arc::new(Metrics::default()));
+        let slow = hub.register("c", "slow");
+        open(&hub, "c", &slow);
+        let big = "x".repeat(400);
+        hub.deliver("c", envelope(None, &big));
+        hub.deliver("c", envelope(None, &big));
+        assert!(!slow.closer.is_closed());
+        hub.deliver("c", envelope(None, &big));
+        assert!(slow.closer.is_closed());
+    }
+
+    #[test]
+    fn presence_bursts_are_coalesced_to_each_users_last_announcement() {
+        let hub = hub(16);
+        let mut watcher = hub.register("c", "watcher");
+        open(&hub, "c", &watcher);
+        for kind in ["user_joined", "user_left", "user_joined"] {
+            hub.deliver(
+                "c",
+                envelope(None, &format!(r#"{{"type":"{kind}","user_id":"bob"}}"#)),
+            );
+        }
+        hub.deliver(
+            "c",
+            envelope(None, r#"{"type":"user_left","user_id":"carol"}"#),
+        );
+        assert!(watcher.queue.try_recv().is_err(), "waits for the flush");
+        hub.flush_presence();
+        let got: Vec<String> = std::iter::from_fn(|| watcher.queue.try_recv().ok())
+            .map(|f| f.as_str().to_owned())
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                r#"{"type":"user_joined","user_id":"bob"}"#,
+                r#"{"type":"user_left","user_id":"carol"}"#
+            ]
+        );
     }
 
     #[test]
@@ -305,7 +627,7 @@ mod tests {
         let a = hub.register("c", "alice");
         let members = hub.members_by_channel();
         assert_eq!(members.len(), 1);
-        assert_eq!(members[0].1[0].user, "alice");
-        assert_eq!(members[0].1[0].connection, a.id.to_string());
+        assert_eq!(members[0].1[0].0.user, "alice");
+        assert_eq!(members[0].1[0].0.connection, a.id.to_string());
     }
 }

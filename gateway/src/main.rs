@@ -1,9 +1,9 @@
 use std::process::ExitCode;
 
 use canvaschat_gateway::{
-    app::App,
     config::{Config, LogFormat},
     http,
+    node::Node,
 };
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -57,8 +57,8 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
-    let app = App::new(config)?;
-    app.spawn_presence_tasks();
+    let app = Node::new(config)?;
+    app.spawn_background_tasks();
     let local = listener.local_addr().map_err(ServeError::Serve)?;
     tracing::info!(
         listen = %local,

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 /// Longest user id or channel name, in bytes (all allowed characters are ASCII).
@@ -169,13 +170,25 @@ pub enum ErrorCode {
 }
 
 /// A frame sent by the server. Serialized once per event and shared by every recipient.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     UserSync {
         channel_id: String,
+        /// At most [`USER_SYNC_LIMIT`] users; `total` counts them all.
         users: Vec<String>,
+        total: u64,
+        epoch: String,
+        offset: u64,
         timestamp: String,
+    },
+    /// Always the frame right after `user_sync`.
+    History {
+        channel_id: String,
+        epoch: String,
+        recovered: bool,
+        /// Stored `chat` frames, oldest first, passed through without re-encoding.
+        messages: Vec<Box<RawValue>>,
     },
     UserJoined {
         channel_id: String,
@@ -194,11 +207,18 @@ pub enum ServerFrame {
         payload: String,
         position: Position,
         timestamp: String,
+        /// Assigned by the broker when the message is stored (see [`stamp_chat`]).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
     },
     Ack {
         #[serde(skip_serializing_if = "Option::is_none")]
         client_msg_id: Option<String>,
         message_id: Uuid,
+        offset: u64,
+        epoch: String,
         timestamp: String,
     },
     Error {
@@ -231,6 +251,64 @@ impl ServerFrame {
     }
 }
 
+/// Most users listed in a `user_sync`; a bigger channel's sync names these and its `total`.
+pub const USER_SYNC_LIMIT: usize = 1_000;
+
+/// A `chat` frame is published as its JSON without `offset` and `epoch`; the broker assigns
+/// both in the same atomic step that stores and publishes it, and appends them with this
+/// rule (the Redis script does the same in Lua: drop the closing brace, add both fields).
+/// Epochs are hex, so they need no escaping.
+pub fn stamp_chat(body: &str, offset: u64, epoch: &str) -> String {
+    let open = body.strip_suffix('}').unwrap_or(body);
+    format!("{open},\"offset\":{offset},\"epoch\":\"{epoch}\"}}")
+}
+
+/// `user_joined` and `user_left` frames, built around the user id so a presence script can
+/// format one for each user it announces: `prefix + user + suffix`. User ids and channel
+/// names need no JSON escaping (their charset is `[A-Za-z0-9_.-]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceFrame {
+    pub prefix: String,
+    pub suffix: String,
+}
+
+impl PresenceFrame {
+    pub fn joined(channel: &str, at: DateTime<Utc>) -> Self {
+        Self::new("user_joined", channel, at)
+    }
+
+    pub fn left(channel: &str, at: DateTime<Utc>) -> Self {
+        Self::new("user_left", channel, at)
+    }
+
+    fn new(kind: &str, channel: &str, at: DateTime<Utc>) -> Self {
+        PresenceFrame {
+            prefix: format!(r#"{{"type":"{kind}","channel_id":"{channel}","user_id":""#),
+            suffix: format!(r#"","timestamp":"{}"}}"#, timestamp(at)),
+        }
+    }
+
+    pub fn for_user(&self, user: &str) -> String {
+        format!("{}{user}{}", self.prefix, self.suffix)
+    }
+}
+
+/// What the gateway reads from a frame passing through the hub, without decoding the rest.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct FrameMeta {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    pub offset: Option<u64>,
+    pub epoch: Option<String>,
+    pub user_id: Option<String>,
+}
+
+impl FrameMeta {
+    pub fn of(frame: &str) -> FrameMeta {
+        serde_json::from_str(frame).unwrap_or_default()
+    }
+}
+
 /// RFC 3339 timestamp with millisecond precision, as used in every server frame.
 pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -242,6 +320,19 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
 pub struct ConnectionId {
     pub node: Uuid,
     pub local: u64,
+}
+
+impl ConnectionId {
+    /// Reads the `node.local` form that `Display` writes.
+    pub fn parse(text: &str) -> Result<Self, EnvelopeError> {
+        let (node, local) = text
+            .split_once('.')
+            .ok_or(EnvelopeError("sender is not node.local"))?;
+        Ok(ConnectionId {
+            node: Uuid::parse_str(node).map_err(|_| EnvelopeError("bad sender node"))?,
+            local: local.parse().map_err(|_| EnvelopeError("bad sender id"))?,
+        })
+    }
 }
 
 impl std::fmt::Display for ConnectionId {
@@ -283,13 +374,7 @@ impl Envelope {
         let sender = if sender == "-" {
             None
         } else {
-            let (node, local) = sender
-                .split_once('.')
-                .ok_or(EnvelopeError("sender is not node.local"))?;
-            Some(ConnectionId {
-                node: Uuid::parse_str(node).map_err(|_| EnvelopeError("bad sender node"))?,
-                local: local.parse().map_err(|_| EnvelopeError("bad sender id"))?,
-            })
+            Some(ConnectionId::parse(sender)?)
         };
         Ok(Envelope {
             sender,
@@ -435,20 +520,25 @@ mod tests {
             payload: "Hello".into(),
             position: Position { x: 120.5, y: -40.0 },
             timestamp: "t".into(),
+            offset: Some(3),
+            epoch: Some("e1".into()),
         };
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&chat.to_json()).unwrap(),
             json!({"type":"chat","message_id":id.to_string(),"channel_id":"default","user_id":"alice",
-                   "payload":"Hello","position":{"x":120.5,"y":-40.0},"timestamp":"t"})
+                   "payload":"Hello","position":{"x":120.5,"y":-40.0},"timestamp":"t",
+                   "offset":3,"epoch":"e1"})
         );
         let ack = ServerFrame::Ack {
             client_msg_id: None,
             message_id: id,
+            offset: 3,
+            epoch: "e1".into(),
             timestamp: "t".into(),
         };
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&ack.to_json()).unwrap(),
-            json!({"type":"ack","message_id":id.to_string(),"timestamp":"t"})
+            json!({"type":"ack","message_id":id.to_string(),"offset":3,"epoch":"e1","timestamp":"t"})
         );
         let err = ServerFrame::error(ErrorCode::RateLimited, "slow down", Some("c".into()));
         assert_eq!(
@@ -458,12 +548,60 @@ mod tests {
         let sync = ServerFrame::UserSync {
             channel_id: "c".into(),
             users: vec!["a".into()],
+            total: 1,
+            epoch: "e1".into(),
+            offset: 0,
             timestamp: "t".into(),
         };
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&sync.to_json()).unwrap(),
-            json!({"type":"user_sync","channel_id":"c","users":["a"],"timestamp":"t"})
+            json!({"type":"user_sync","channel_id":"c","users":["a"],"total":1,"epoch":"e1","offset":0,"timestamp":"t"})
         );
+        let history = ServerFrame::History {
+            channel_id: "c".into(),
+            epoch: "e1".into(),
+            recovered: false,
+            messages: vec![RawValue::from_string(r#"{"type":"chat","offset":1}"#.into()).unwrap()],
+        };
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&history.to_json()).unwrap(),
+            json!({"type":"history","channel_id":"c","epoch":"e1","recovered":false,
+                   "messages":[{"type":"chat","offset":1}]})
+        );
+    }
+
+    #[test]
+    fn presence_frames_match_their_serialized_form() {
+        let at = chrono::Utc::now();
+        let joined = ServerFrame::UserJoined {
+            channel_id: "c".into(),
+            user_id: "bob".into(),
+            timestamp: timestamp(at),
+        };
+        assert_eq!(
+            PresenceFrame::joined("c", at).for_user("bob"),
+            joined.to_json()
+        );
+        let left = ServerFrame::UserLeft {
+            channel_id: "c".into(),
+            user_id: "bob".into(),
+            timestamp: timestamp(at),
+        };
+        assert_eq!(PresenceFrame::left("c", at).for_user("bob"), left.to_json());
+    }
+
+    #[test]
+    fn chat_frames_are_stamped_with_offset_and_epoch() {
+        let stamped = stamp_chat(r#"{"type":"chat","payload":"}"}"#, 7, "ab12");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&stamped).unwrap(),
+            json!({"type":"chat","payload":"}","offset":7,"epoch":"ab12"})
+        );
+        let meta = FrameMeta::of(&stamped);
+        assert_eq!(meta.kind, "chat");
+        assert_eq!(meta.offset, Some(7));
+        assert_eq!(meta.epoch.as_deref(), Some("ab12"));
+        assert_eq!(FrameMeta::of("not json"), FrameMeta::default());
     }
 
     #[test]

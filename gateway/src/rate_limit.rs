@@ -1,42 +1,68 @@
-//! The per-user chat rate limit: a fixed window per wall-clock minute, so exactly `limit`
-//! messages are accepted in each minute and the rest are refused.
+//! The per-user chat rate limit: GCRA (a leaky bucket) with a burst of `limit` messages and
+//! a steady rate of `limit` per minute, so no wall-clock boundary lets 2x through.
 //!
-//! [`MinuteWindows`] is the in-memory form used by the embedded broker; the Redis broker
-//! keeps one counter key per user and minute with the same semantics, shared by replicas.
+//! State per user is a backlog in "message-minutes": each message adds 60,000 (ms x 1),
+//! the backlog drains by `limit` per millisecond, and a message is refused when it would
+//! push the backlog above `60,000 x limit`. Integer arithmetic only, so the Redis script
+//! (Lua doubles, exact below 2^53) computes the very same answers.
+//!
+//! [`RateLimiter`] is the in-memory form used by the embedded broker; the Redis broker keeps
+//! one hash per user with the same two numbers, shared by replicas.
 
 use std::collections::HashMap;
 
-/// The minute a unix timestamp in milliseconds falls into.
-pub fn minute_of(unix_millis: u64) -> u64 {
-    unix_millis / 60_000
+use crate::presence::Millis;
+
+/// What one message costs in the backlog.
+pub const MESSAGE_COST: u64 = 60_000;
+
+/// A user's backlog at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    pub at: Millis,
+    pub backlog: u64,
+}
+
+/// Counts one message: the new bucket when it is allowed, `None` when it is refused.
+pub fn admit(bucket: Option<Bucket>, now: Millis, limit: u32) -> Option<Bucket> {
+    let limit = u64::from(limit);
+    let backlog = bucket.map_or(0, |b| {
+        let drained = now
+            .saturating_sub(b.at)
+            .min(MESSAGE_COST)
+            .saturating_mul(limit);
+        b.backlog.saturating_sub(drained)
+    });
+    let next = backlog + MESSAGE_COST;
+    (next <= MESSAGE_COST * limit).then_some(Bucket {
+        at: now,
+        backlog: next,
+    })
 }
 
 #[derive(Debug, Default)]
-pub struct MinuteWindows {
-    minute: u64,
-    counts: HashMap<String, u32>,
+pub struct RateLimiter {
+    buckets: HashMap<String, Bucket>,
 }
 
-impl MinuteWindows {
+impl RateLimiter {
     /// Counts one message for `user`; true when it is within the limit.
-    pub fn allow(&mut self, user: &str, unix_millis: u64, limit: u32) -> bool {
-        let minute = minute_of(unix_millis);
-        if minute != self.minute {
-            // Only the current minute matters, so the map never holds more than the users
-            // active in one minute.
-            self.minute = minute;
-            self.counts.clear();
+    pub fn allow(&mut self, user: &str, now: Millis, limit: u32) -> bool {
+        // A bucket is empty again one minute after its last message at the latest, so only
+        // users active in the last minute are kept.
+        self.buckets
+            .retain(|_, b| now.saturating_sub(b.at) < MESSAGE_COST);
+        match admit(self.buckets.get(user).copied(), now, limit) {
+            Some(bucket) => {
+                self.buckets.insert(user.to_owned(), bucket);
+                true
+            }
+            None => false,
         }
-        let count = self.counts.entry(user.to_owned()).or_insert(0);
-        if *count >= limit {
-            return false;
-        }
-        *count += 1;
-        true
     }
 
     pub fn tracked_users(&self) -> usize {
-        self.counts.len()
+        self.buckets.len()
     }
 }
 
@@ -45,35 +71,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exactly_limit_messages_per_minute() {
-        let mut w = MinuteWindows::default();
-        let start = 120_000;
-        let accepted = (0..10).filter(|i| w.allow("alice", start + i, 3)).count();
+    fn a_burst_of_exactly_limit_then_the_steady_rate() {
+        let mut r = RateLimiter::default();
+        let accepted = (0..10).filter(|i| r.allow("alice", 1_000 + i, 3)).count();
         assert_eq!(accepted, 3);
+        assert!(r.allow("bob", 1_020, 3), "users are counted separately");
         assert!(
-            w.allow("bob", start + 20, 3),
-            "users are counted separately"
+            !r.allow("alice", 1_000 + 19_999, 3),
+            "one slot frees every 20 s"
         );
-        assert!(
-            w.allow("alice", start + 60_000, 3),
-            "a new minute starts afresh"
-        );
+        assert!(r.allow("alice", 1_000 + 20_009, 3));
+        assert!(!r.allow("alice", 1_000 + 20_010, 3));
     }
 
     #[test]
-    fn old_minutes_are_forgotten() {
-        let mut w = MinuteWindows::default();
+    fn no_minute_boundary_lets_twice_the_limit_through() {
+        let mut r = RateLimiter::default();
+        let before = (0..5).filter(|i| r.allow("a", 59_990 + i, 5)).count();
+        let after = (0..5).filter(|i| r.allow("a", 60_010 + i, 5)).count();
+        assert_eq!(before + after, 5);
+    }
+
+    #[test]
+    fn idle_users_are_forgotten() {
+        let mut r = RateLimiter::default();
         for i in 0..100 {
-            w.allow(&format!("u{i}"), 0, 1);
+            r.allow(&format!("u{i}"), 0, 1);
         }
-        assert_eq!(w.tracked_users(), 100);
-        w.allow("x", 60_000, 1);
-        assert_eq!(w.tracked_users(), 1);
+        assert_eq!(r.tracked_users(), 100);
+        r.allow("x", 60_000, 1);
+        assert_eq!(r.tracked_users(), 1);
     }
 
     #[test]
-    fn a_zero_limit_refuses_everything() {
-        let mut w = MinuteWindows::default();
-        assert!(!w.allow("alice", 0, 0));
+    fn a_huge_limit_stays_exact() {
+        let limit = 1_000_000;
+        let mut bucket = None;
+        for _ in 0..limit {
+            bucket = admit(bucket, 5, limit);
+            assert!(bucket.is_some());
+        }
+        assert!(admit(bucket, 5, limit).is_none());
     }
 }

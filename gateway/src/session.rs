@@ -1,6 +1,6 @@
-//! One WebSocket connection from upgrade to goodbye: presence join and sync, the reader
-//! that validates and publishes chat frames, the writer that drains the bounded send queue,
-//! and the leave that announces `user_left`.
+//! One WebSocket connection from upgrade to goodbye: subscribe, presence join, `user_sync`
+//! and `history`, the reader that validates and publishes chat frames, the writer that
+//! drains the bounded send queues, and the leave that announces `user_left`.
 
 use std::{
     sync::Arc,
@@ -9,17 +9,20 @@ use std::{
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::{SinkExt, StreamExt, stream::SplitSink};
+use serde_json::value::RawValue;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use uuid::Uuid;
 
 use crate::{
-    app::App,
-    broker::Member,
-    hub::{Closer, close_code},
+    broker::ChatSend,
+    history::{ChatOutcome, Since},
+    hub::{Closer, PresenceState, Registration, SendBudget, close_code},
     metrics::{RedisOp, RejectReason},
+    node::Node,
+    presence::Member,
     protocol::{
-        ClientFrame, ConnectionId, Envelope, ErrorCode, FrameError, ServerFrame,
-        parse_client_frame, timestamp,
+        ClientFrame, ConnectionId, ErrorCode, FrameError, ServerFrame, parse_client_frame,
+        timestamp,
     },
 };
 
@@ -30,24 +33,30 @@ const BINARY_FRAMES_TOLERATED: u32 = 5;
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 /// A peer silent this long (not even a pong) is gone.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// Frames for this connection alone (sync, acks, errors) waiting to be written.
+/// Frames for this connection alone (sync, history, acks, errors) waiting to be written.
 const OWN_QUEUE_FRAMES: usize = 64;
+/// A single write that takes longer means the client stopped reading: it is closed.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time to write what is queued, then the close frame, when a socket is closed by a drain.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time for the close frame to go out before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Session {
-    pub app: Arc<App>,
+    pub node: Arc<Node>,
     pub user: String,
     pub channel: String,
+    /// Where the client stopped, when it reconnects with `since` and `epoch`.
+    pub since: Option<Since>,
     pub permit: OwnedSemaphorePermit,
 }
 
 impl Session {
     pub async fn run(self, socket: WebSocket) {
-        let app = self.app.clone();
-        app.metrics.connections_total.inc();
-        app.metrics.connections_active.inc();
-        let registration = app.hub.register(&self.channel, &self.user);
+        let node = self.node.clone();
+        node.metrics.connections_total.inc();
+        node.metrics.connections_active.inc();
+        let registration = node.hub.register(&self.channel, &self.user);
         let member = Member {
             user: self.user.clone(),
             connection: registration.id.to_string(),
@@ -58,14 +67,15 @@ impl Session {
             queue: own_tx,
             closer: registration.closer.clone(),
         };
-        let greeted = self.greet(&member, registration.id, &own).await;
-        // Started after the greeting so `user_sync` is the first frame the client sees, even
-        // when broadcasts arrived in the meantime: the writer prefers this connection's own
-        // frames.
+        let greeted = self.greet(&member, &registration, &own).await;
+        // Started after the greeting so `user_sync` and `history` are the first frames,
+        // even when broadcasts arrived in the meantime: the writer prefers this
+        // connection's own frames.
         let writer = tokio::spawn(write_frames(
             sink,
             own_rx,
             registration.queue,
+            registration.budget.clone(),
             registration.closer.clone(),
         ));
 
@@ -91,64 +101,100 @@ impl Session {
             reader.run(stream, &registration.closer).await;
         }
 
-        app.hub.unregister(&self.channel, registration.id);
-        match app.broker.leave(&self.channel, &member).await {
-            Ok(true) => app.announce_left(&self.channel, &self.user).await,
-            Ok(false) => {}
-            Err(error) => {
-                app.metrics.redis_error(RedisOp::Presence);
+        node.hub.unregister(&self.channel, registration.id);
+        {
+            // Under the presence lock: a heartbeat in flight either finished before (and
+            // this leave removes what it refreshed) or sees `Left` and skips the connection.
+            let mut state = registration.presence.lock().await;
+            *state = PresenceState::Left;
+            if let Err(error) = node.presence.leave(&self.channel, &member).await {
+                node.metrics.redis_error(RedisOp::Presence);
                 tracing::warn!(user = self.user, %error, "presence leave failed; it will expire");
             }
         }
-        if let Err(error) = app.hub.sync_subscription(&*app.broker, &self.channel).await {
-            app.metrics.redis_error(RedisOp::Subscribe);
+        if let Err(error) = node
+            .hub
+            .sync_subscription(&*node.broker, &self.channel)
+            .await
+        {
+            node.metrics.redis_error(RedisOp::Subscribe);
             tracing::warn!(channel = self.channel, %error, "unsubscribe failed");
         }
         registration.closer.close(close_code::GOING_AWAY, "closing");
         drop(own);
         let _ = writer.await;
-        app.metrics.connections_active.dec();
+        node.metrics.connections_active.dec();
         tracing::debug!(user = self.user, channel = self.channel, "left");
         drop(self.permit);
     }
 
-    /// Subscribes, records presence, sends `user_sync` and announces the newcomer.
+    /// Subscribes (so nothing published from now on is missed), records presence (which
+    /// announces the newcomer), reads the history, sends `user_sync` and `history`, then
+    /// opens the connection's gate to live frames.
     async fn greet(
         &self,
         member: &Member,
-        id: ConnectionId,
+        registration: &Registration,
         own: &OwnQueue,
     ) -> Result<(), &'static str> {
-        let app = &self.app;
-        if let Err(error) = app.hub.sync_subscription(&*app.broker, &self.channel).await {
-            app.metrics.redis_error(RedisOp::Subscribe);
+        let node = &self.node;
+        if let Err(error) = node
+            .hub
+            .sync_subscription(&*node.broker, &self.channel)
+            .await
+        {
+            node.metrics.redis_error(RedisOp::Subscribe);
             tracing::warn!(channel = self.channel, %error, "subscribe failed");
             return Err("the chat service cannot subscribe to this channel right now");
         }
-        let joined = app
+        let listing = {
+            let mut state = registration.presence.lock().await;
+            let listing = node
+                .presence
+                .join(&self.channel, member)
+                .await
+                .map_err(|error| {
+                    node.metrics.redis_error(RedisOp::Presence);
+                    tracing::warn!(%error, "presence join failed");
+                    "the chat service cannot record presence right now"
+                })?;
+            *state = PresenceState::Joined;
+            listing
+        };
+        let recovery = node
             .broker
-            .join(&self.channel, member)
+            .recover(&self.channel, self.since.as_ref())
             .await
             .map_err(|error| {
-                app.metrics.redis_error(RedisOp::Presence);
-                tracing::warn!(%error, "presence join failed");
-                "the chat service cannot record presence right now"
+                node.metrics.redis_error(RedisOp::Publish);
+                tracing::warn!(%error, "history read failed");
+                "the chat service cannot read the history right now"
             })?;
+        let now = timestamp(chrono::Utc::now());
         own.send(&ServerFrame::UserSync {
             channel_id: self.channel.clone(),
-            users: joined.users,
-            timestamp: timestamp(chrono::Utc::now()),
+            users: listing.users,
+            total: listing.total,
+            epoch: recovery.epoch.clone(),
+            offset: recovery.offset,
+            timestamp: now,
         });
-        if joined.first {
-            let announcement = ServerFrame::UserJoined {
-                channel_id: self.channel.clone(),
-                user_id: self.user.clone(),
-                timestamp: timestamp(chrono::Utc::now()),
-            };
-            if let Err(error) = app.publish(&self.channel, Some(id), &announcement).await {
-                tracing::warn!(%error, "could not announce user_joined");
-            }
-        }
+        let messages = recovery
+            .messages
+            .into_iter()
+            .filter_map(|frame| RawValue::from_string(frame).ok())
+            .collect();
+        own.send(&ServerFrame::History {
+            channel_id: self.channel.clone(),
+            epoch: recovery.epoch.clone(),
+            recovered: recovery.recovered,
+            messages,
+        });
+        node.hub.open_gate(
+            &self.channel,
+            registration.id,
+            (recovery.epoch, recovery.offset),
+        );
         Ok(())
     }
 }
@@ -181,15 +227,11 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     async fn run(mut self, mut stream: futures::stream::SplitStream<WebSocket>, closer: &Closer) {
-        let app = self.session.app.clone();
+        let node = self.session.node.clone();
         let mut idle_check = tokio::time::interval(PING_INTERVAL);
         loop {
             let next = tokio::select! {
                 _ = closer.closed() => return,
-                _ = app.draining.cancelled() => {
-                    closer.close(close_code::GOING_AWAY, "server shutting down");
-                    return;
-                }
                 _ = idle_check.tick() => {
                     if self.last_seen.elapsed() > IDLE_TIMEOUT {
                         closer.close(close_code::GOING_AWAY, "no response to pings");
@@ -204,7 +246,7 @@ impl Reader<'_> {
                 None | Some(Ok(Message::Close(_))) => return,
                 Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
                 Some(Ok(Message::Binary(_))) => {
-                    app.metrics.reject(RejectReason::Binary);
+                    node.metrics.reject(RejectReason::Binary);
                     self.binary_frames += 1;
                     if self.binary_frames > BINARY_FRAMES_TOLERATED {
                         closer.close(
@@ -222,7 +264,7 @@ impl Reader<'_> {
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Err(error)) => {
                     if is_capacity_error(error) {
-                        app.metrics.reject(RejectReason::TooLarge);
+                        node.metrics.reject(RejectReason::TooLarge);
                         closer.close(close_code::MESSAGE_TOO_BIG, "frame larger than the limit");
                     }
                     return;
@@ -232,7 +274,7 @@ impl Reader<'_> {
     }
 
     async fn on_text(&mut self, text: &str) {
-        let app = &self.session.app;
+        let node = &self.session.node;
         let (payload, position, client_msg_id) = match parse_client_frame(text) {
             Ok(ClientFrame::Chat {
                 payload,
@@ -240,7 +282,7 @@ impl Reader<'_> {
                 client_msg_id,
             }) => (payload, position, client_msg_id),
             Err((error, client_msg_id)) => {
-                app.metrics.reject(match error {
+                node.metrics.reject(match error {
                     FrameError::UnknownType(_) => RejectReason::UnsupportedType,
                     _ => RejectReason::InvalidMessage,
                 });
@@ -252,61 +294,71 @@ impl Reader<'_> {
                 return;
             }
         };
-        app.metrics.messages_received.inc();
+        node.metrics.messages_received.inc();
         let now = chrono::Utc::now();
         let message_id = Uuid::new_v4();
-        let frame = ServerFrame::Chat {
+        let body = ServerFrame::Chat {
             message_id,
             channel_id: self.session.channel.clone(),
             user_id: self.session.user.clone(),
             payload,
             position,
             timestamp: timestamp(now),
-        };
-        let envelope = Envelope {
-            sender: Some(self.id),
+            offset: None,
+            epoch: None,
+        }
+        .to_json();
+        let send = ChatSend {
+            channel: &self.session.channel,
+            user: &self.session.user,
+            sender: self.id,
+            client_msg_id: client_msg_id.as_deref(),
+            message_id,
+            body: &body,
             published_at_micros: now.timestamp_micros(),
-            frame: frame.to_json(),
         };
-        match app
-            .broker
-            .publish_chat(&self.session.channel, &self.session.user, &envelope)
-            .await
-        {
-            Ok(true) => {
-                app.metrics.messages_published.inc();
-                self.own.send(&ServerFrame::Ack {
-                    client_msg_id,
-                    message_id,
-                    timestamp: timestamp(now),
-                });
+        let ack = |message_id, offset, epoch| ServerFrame::Ack {
+            client_msg_id: client_msg_id.clone(),
+            message_id,
+            offset,
+            epoch,
+            timestamp: timestamp(now),
+        };
+        match node.broker.publish_chat(&send).await {
+            Ok(ChatOutcome::Published { offset, epoch }) => {
+                node.metrics.messages_published.inc();
+                self.own.send(&ack(message_id, offset, epoch));
             }
-            Ok(false) => {
-                app.metrics.rate_limited.inc();
+            Ok(ChatOutcome::Duplicate {
+                message_id,
+                offset,
+                epoch,
+            }) => self.own.send(&ack(message_id, offset, epoch)),
+            Ok(ChatOutcome::RateLimited) => {
+                node.metrics.rate_limited.inc();
                 self.own.send(&ServerFrame::error(
                     ErrorCode::RateLimited,
                     format!(
                         "rate limit of {} messages per minute reached; wait and retry",
-                        app.config.rate_limit_per_minute
+                        node.config.rate_limit_per_minute
                     ),
                     client_msg_id,
                 ));
             }
             Err(error) => {
-                app.metrics.redis_error(RedisOp::Publish);
+                node.metrics.redis_error(RedisOp::Publish);
                 tracing::warn!(%error, "chat publish failed");
-                self.unavailable(client_msg_id);
+                node.metrics.reject(RejectReason::Unavailable);
+                // A timeout does not say whether Redis ran the script: the message may
+                // have gone out. A resend with the same client_msg_id is never delivered
+                // twice, so that is the safe advice either way.
+                self.own.send(&ServerFrame::error(
+                    ErrorCode::Unavailable,
+                    "the chat service did not confirm the message, so it may not have been sent; resend it with the same client_msg_id (it is never delivered twice)",
+                    client_msg_id,
+                ));
             }
         }
-    }
-
-    fn unavailable(&self, client_msg_id: Option<String>) {
-        self.session.app.metrics.reject(RejectReason::Unavailable);
-        self.own.send(&ServerFrame::error(
-            ErrorCode::Unavailable,
-            "the chat service is temporarily unavailable; the message was not sent",
-            client_msg_id,
-        ));
     }
 }
 
@@ -322,6 +374,7 @@ async fn write_frames(
     mut sink: SplitSink<WebSocket, Message>,
     mut own: mpsc::Receiver<Utf8Bytes>,
     mut broadcast: mpsc::Receiver<Utf8Bytes>,
+    budget: Arc<SendBudget>,
     closer: Arc<Closer>,
 ) {
     let mut pings = tokio::time::interval(PING_INTERVAL);
@@ -331,21 +384,45 @@ async fn write_frames(
             biased;
             _ = closer.closed() => break,
             Some(frame) = own.recv() => Message::Text(frame),
-            Some(frame) = broadcast.recv() => Message::Text(frame),
+            Some(frame) = broadcast.recv() => {
+                budget.release(frame.len());
+                Message::Text(frame)
+            }
             _ = pings.tick() => Message::Ping(Default::default()),
         };
         // A client that stops reading blocks the send once the socket buffers are full;
-        // racing it with the closer lets such a client be closed instead of pinning the task.
+        // racing it with the closer and a deadline closes such a client instead of pinning
+        // the task.
         tokio::select! {
             biased;
             _ = closer.closed() => break,
-            sent = sink.send(message) => if sent.is_err() {
-                closer.close(close_code::GOING_AWAY, "send failed");
-                return;
+            sent = tokio::time::timeout(WRITE_TIMEOUT, sink.send(message)) => match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    closer.close(close_code::GOING_AWAY, "send failed");
+                    return;
+                }
+                Err(_) => {
+                    closer.close(close_code::POLICY_VIOLATION, "client too slow to keep up");
+                    break;
+                }
             },
         }
     }
     let (code, reason) = closer.closed().await;
+    let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
+    if closer.flush_first() {
+        // A drain: write what is already queued so nothing acknowledged or broadcast is
+        // lost on the way out.
+        let _ = tokio::time::timeout_at(deadline, async {
+            while let Ok(frame) = own.try_recv().or_else(|_| broadcast.try_recv()) {
+                if sink.send(Message::Text(frame)).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),

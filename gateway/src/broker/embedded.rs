@@ -1,28 +1,49 @@
-//! In-process broker for a single replica: the same semantics as Redis, in memory.
+//! In-process broker for a single replica: the same rules as the Redis scripts, in memory.
+//! Publishing delivers while the lock is held, so frames arrive in offset order.
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     sync::{Mutex, MutexGuard},
-    time::{Duration, Instant},
 };
 
 use futures::{FutureExt, future::BoxFuture};
 
-use super::{Broker, BrokerError, Deliver, Health, Joined, Member};
-use crate::{
-    presence::{Millis, PresenceTable},
-    protocol::Envelope,
-    rate_limit::MinuteWindows,
+use super::{
+    Broker, BrokerError, BrokerSettings, CHANNEL_META_TTL, ChatSend, Deliver, Health, millis,
+    new_epoch,
 };
+use crate::{
+    history::{ChannelLog, ChatOutcome, Recovery, Since},
+    presence::Millis,
+    protocol::Envelope,
+    rate_limit::RateLimiter,
+};
+
+#[derive(Default)]
+struct State {
+    logs: HashMap<String, ChannelLog>,
+    rates: RateLimiter,
+}
+
+impl State {
+    /// The channel's log, started with a new epoch when there is none; logs idle longer
+    /// than the channel metadata lives in Redis are forgotten, as Redis would.
+    fn log(&mut self, channel: &str, now: Millis) -> &mut ChannelLog {
+        if !self.logs.contains_key(channel) {
+            let ttl = millis(CHANNEL_META_TTL);
+            self.logs
+                .retain(|_, log| now.saturating_sub(log.touched) < ttl);
+        }
+        self.logs
+            .entry(channel.to_owned())
+            .or_insert_with(|| ChannelLog::new(new_epoch(), now))
+    }
+}
 
 pub struct EmbeddedBroker {
     deliver: Deliver,
-    ttl: Millis,
-    rate_limit: u32,
-    started: Instant,
-    subscribed: Mutex<HashSet<String>>,
-    presence: Mutex<PresenceTable>,
-    rates: Mutex<MinuteWindows>,
+    settings: BrokerSettings,
+    state: Mutex<State>,
 }
 
 /// A poisoned lock only means another task panicked mid-update; the maps stay usable.
@@ -30,105 +51,76 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+fn wall_millis() -> Millis {
+    chrono::Utc::now().timestamp_millis().max(0).unsigned_abs()
+}
+
 impl EmbeddedBroker {
-    pub fn new(deliver: Deliver, ttl: Duration, rate_limit_per_minute: u32) -> Self {
+    pub fn new(deliver: Deliver, settings: BrokerSettings) -> Self {
         EmbeddedBroker {
             deliver,
-            ttl: ttl.as_millis().try_into().unwrap_or(Millis::MAX),
-            rate_limit: rate_limit_per_minute,
-            started: Instant::now(),
-            subscribed: Mutex::default(),
-            presence: Mutex::default(),
-            rates: Mutex::default(),
+            settings,
+            state: Mutex::default(),
         }
-    }
-
-    fn now(&self) -> Millis {
-        self.started
-            .elapsed()
-            .as_millis()
-            .try_into()
-            .unwrap_or(Millis::MAX)
     }
 }
 
 impl Broker for EmbeddedBroker {
-    fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
-        lock(&self.subscribed).insert(channel.to_owned());
+    fn subscribe<'a>(&'a self, _channel: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
+        // The hub hands frames only to channels with local connections.
         futures::future::ready(Ok(())).boxed()
     }
 
-    fn unsubscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
-        lock(&self.subscribed).remove(channel);
+    fn unsubscribe<'a>(&'a self, _channel: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
         futures::future::ready(Ok(())).boxed()
-    }
-
-    fn publish<'a>(
-        &'a self,
-        channel: &'a str,
-        envelope: &'a Envelope,
-    ) -> BoxFuture<'a, Result<(), BrokerError>> {
-        if lock(&self.subscribed).contains(channel) {
-            (self.deliver)(channel, envelope.clone());
-        }
-        futures::future::ready(Ok(())).boxed()
-    }
-
-    fn join<'a>(
-        &'a self,
-        channel: &'a str,
-        member: &'a Member,
-    ) -> BoxFuture<'a, Result<Joined, BrokerError>> {
-        let now = self.now();
-        let mut presence = lock(&self.presence);
-        let first = presence.join(channel, &member.user, &member.connection, now, self.ttl);
-        let users = presence.users(channel, now);
-        futures::future::ready(Ok(Joined { first, users })).boxed()
-    }
-
-    fn leave<'a>(
-        &'a self,
-        channel: &'a str,
-        member: &'a Member,
-    ) -> BoxFuture<'a, Result<bool, BrokerError>> {
-        let last =
-            lock(&self.presence).leave(channel, &member.user, &member.connection, self.now());
-        futures::future::ready(Ok(last)).boxed()
-    }
-
-    fn refresh<'a>(
-        &'a self,
-        channel: &'a str,
-        members: &'a [Member],
-    ) -> BoxFuture<'a, Result<(), BrokerError>> {
-        lock(&self.presence).refresh(
-            channel,
-            members
-                .iter()
-                .map(|m| (m.user.as_str(), m.connection.as_str())),
-            self.now(),
-            self.ttl,
-        );
-        futures::future::ready(Ok(())).boxed()
-    }
-
-    fn sweep<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Vec<String>, BrokerError>> {
-        let gone = lock(&self.presence).sweep(channel, self.now());
-        futures::future::ready(Ok(gone)).boxed()
     }
 
     fn publish_chat<'a>(
         &'a self,
-        channel: &'a str,
-        user: &'a str,
-        envelope: &'a Envelope,
-    ) -> BoxFuture<'a, Result<bool, BrokerError>> {
-        let now = chrono::Utc::now().timestamp_millis().max(0).unsigned_abs();
-        let allowed = lock(&self.rates).allow(user, now, self.rate_limit);
-        if allowed && lock(&self.subscribed).contains(channel) {
-            (self.deliver)(channel, envelope.clone());
+        chat: &'a ChatSend<'a>,
+    ) -> BoxFuture<'a, Result<ChatOutcome, BrokerError>> {
+        let now = wall_millis();
+        let limits = self.settings.history;
+        let mut state = lock(&self.state);
+        let state = &mut *state;
+        let log = state.log(chat.channel, now);
+        if let Some(id) = chat.client_msg_id
+            && let Some(first) = log.already_sent(chat.user, id, now, limits)
+        {
+            return futures::future::ready(Ok(first)).boxed();
         }
-        futures::future::ready(Ok(allowed)).boxed()
+        if !state
+            .rates
+            .allow(chat.user, now, self.settings.rate_limit_per_minute)
+        {
+            return futures::future::ready(Ok(ChatOutcome::RateLimited)).boxed();
+        }
+        let log = state.log(chat.channel, now);
+        let sender = chat.client_msg_id.map(|id| (chat.user, id));
+        let (offset, frame) = log.append(chat.body, chat.message_id, sender, now, limits);
+        let epoch = log.epoch().to_owned();
+        (self.deliver)(
+            chat.channel,
+            Envelope {
+                sender: Some(chat.sender),
+                published_at_micros: chat.published_at_micros,
+                frame,
+            },
+        );
+        futures::future::ready(Ok(ChatOutcome::Published { offset, epoch })).boxed()
+    }
+
+    fn recover<'a>(
+        &'a self,
+        channel: &'a str,
+        since: Option<&'a Since>,
+    ) -> BoxFuture<'a, Result<Recovery, BrokerError>> {
+        let now = wall_millis();
+        let recovery =
+            lock(&self.state)
+                .log(channel, now)
+                .recover(since, now, self.settings.history);
+        futures::future::ready(Ok(recovery)).boxed()
     }
 
     fn health(&self) -> BoxFuture<'_, Health> {

@@ -1,34 +1,27 @@
-//! The broker moves frames between gateway replicas and keeps presence and rate-limit state
-//! that all replicas share. Two implementations sit behind one interface: Redis for real
-//! deployments and an in-process one for a single local replica.
+//! The broker moves chat frames between gateway replicas and keeps each channel's history:
+//! publish (with the rate limit, offsets and idempotency, in one atomic step), subscribe,
+//! and recovery. Two implementations follow the rules of `history` and `rate_limit`:
+//! Redis for real deployments and an in-process one for a single local replica.
 
 pub mod embedded;
 pub mod redis;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
+use uuid::Uuid;
 
-use crate::protocol::Envelope;
+use crate::{
+    history::{ChatOutcome, HistoryLimits, Recovery, Since},
+    presence::Millis,
+    protocol::{ConnectionId, Envelope},
+};
 
 /// Receives every envelope published to a channel this process is subscribed to.
 pub type Deliver = Arc<dyn Fn(&str, Envelope) + Send + Sync>;
 
-/// One presence entry: a user's connection in a channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    pub user: String,
-    pub connection: String,
-}
-
-/// The outcome of a join.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Joined {
-    /// The connection made its user present (their first live one), so others are told.
-    pub first: bool,
-    /// Users present in the channel after the join, sorted.
-    pub users: Vec<String>,
-}
+/// How long a channel's epoch and last offset outlive its last message or connection.
+pub const CHANNEL_META_TTL: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -54,6 +47,26 @@ pub struct Health {
     pub pubsub: bool,
 }
 
+/// The broker's fixed settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerSettings {
+    pub history: HistoryLimits,
+    pub rate_limit_per_minute: u32,
+}
+
+/// A chat message on its way out.
+#[derive(Debug, Clone)]
+pub struct ChatSend<'a> {
+    pub channel: &'a str,
+    pub user: &'a str,
+    pub sender: ConnectionId,
+    pub client_msg_id: Option<&'a str>,
+    pub message_id: Uuid,
+    /// The `chat` frame's JSON without `offset` and `epoch` (see `protocol::stamp_chat`).
+    pub body: &'a str,
+    pub published_at_micros: i64,
+}
+
 pub trait Broker: Send + Sync {
     /// Starts receiving a channel's envelopes (the first local connection arrived).
     fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), BrokerError>>;
@@ -61,46 +74,30 @@ pub trait Broker: Send + Sync {
     /// Stops receiving a channel's envelopes (its last local connection left).
     fn unsubscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), BrokerError>>;
 
-    /// Sends an envelope to every replica subscribed to the channel, this one included.
-    fn publish<'a>(
-        &'a self,
-        channel: &'a str,
-        envelope: &'a Envelope,
-    ) -> BoxFuture<'a, Result<(), BrokerError>>;
-
-    /// Records a live connection and lists who is present, in one step so the list
-    /// includes the newcomer.
-    fn join<'a>(
-        &'a self,
-        channel: &'a str,
-        member: &'a Member,
-    ) -> BoxFuture<'a, Result<Joined, BrokerError>>;
-
-    /// Removes a connection; true when it was its user's last, so the user left.
-    fn leave<'a>(
-        &'a self,
-        channel: &'a str,
-        member: &'a Member,
-    ) -> BoxFuture<'a, Result<bool, BrokerError>>;
-
-    /// Keeps this process's connections in a channel alive, restoring lost entries.
-    fn refresh<'a>(
-        &'a self,
-        channel: &'a str,
-        members: &'a [Member],
-    ) -> BoxFuture<'a, Result<(), BrokerError>>;
-
-    /// Removes expired connections; returns the users who are gone as a result.
-    fn sweep<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Vec<String>, BrokerError>>;
-
-    /// Counts one chat message for the user and publishes it when the user is within the
-    /// per-minute limit, atomically; false when over the limit (nothing is published).
+    /// In one atomic step: recognises a resent `client_msg_id`, applies the user's rate
+    /// limit, assigns the next offset, stores the frame in the history and publishes it to
+    /// every replica.
     fn publish_chat<'a>(
         &'a self,
+        chat: &'a ChatSend<'a>,
+    ) -> BoxFuture<'a, Result<ChatOutcome, BrokerError>>;
+
+    /// The channel's epoch and latest offset, and the messages a connection gets after
+    /// `user_sync` (see `history::ChannelLog::recover` for the rules).
+    fn recover<'a>(
+        &'a self,
         channel: &'a str,
-        user: &'a str,
-        envelope: &'a Envelope,
-    ) -> BoxFuture<'a, Result<bool, BrokerError>>;
+        since: Option<&'a Since>,
+    ) -> BoxFuture<'a, Result<Recovery, BrokerError>>;
 
     fn health(&self) -> BoxFuture<'_, Health>;
+}
+
+pub fn millis(d: Duration) -> Millis {
+    d.as_millis().try_into().unwrap_or(Millis::MAX / 4)
+}
+
+/// A fresh epoch: random hex, so it needs no escaping in frames.
+pub fn new_epoch() -> String {
+    Uuid::new_v4().simple().to_string()
 }

@@ -141,6 +141,7 @@ impl Gateway {
             .env("CANVASCHAT_PRESENCE_HEARTBEAT_SECONDS", "1")
             .env("CANVASCHAT_PRESENCE_TTL_SECONDS", "3")
             .env("CANVASCHAT_SHUTDOWN_GRACE_SECONDS", "5")
+            .env("CANVASCHAT_DRAIN_DELAY_SECONDS", "0")
             .env("CANVASCHAT_STATIC_DIR", empty_static_dir())
             .stdout(if std::env::var_os("GATEWAY_LOG").is_some() {
                 Stdio::inherit()
@@ -346,15 +347,53 @@ impl Client {
     }
 }
 
-/// Opens a connection and returns it with its `user_sync` frame.
+/// Opens a connection and returns it with its `user_sync` frame (the `history` frame that
+/// must follow it is checked and consumed).
 pub async fn join(gateway: &Gateway, uid: &str, channel: &str) -> (Client, Value) {
-    let mut client = gateway.connect(uid, channel).await;
+    let (client, sync, _) = join_since(gateway, uid, channel, None).await;
+    (client, sync)
+}
+
+/// Opens a connection, optionally resuming from `(offset, epoch)`; returns it with its
+/// `user_sync` and `history` frames, checked to be the first two.
+pub async fn join_since(
+    gateway: &Gateway,
+    uid: &str,
+    channel: &str,
+    since: Option<(u64, &str)>,
+) -> (Client, Value, Value) {
+    let mut url = gateway.url(uid, channel);
+    if let Some((offset, epoch)) = since {
+        url.push_str(&format!("&since={offset}&epoch={epoch}"));
+    }
+    let mut client = Client::connect(&url).await;
     let sync = client.recv().await;
     assert_eq!(
         sync["type"], "user_sync",
         "first frame is user_sync: {sync}"
     );
-    (client, sync)
+    assert!(
+        sync["epoch"].as_str().is_some_and(|e| !e.is_empty()),
+        "{sync}"
+    );
+    assert!(sync["offset"].as_u64().is_some(), "{sync}");
+    let history = client.recv().await;
+    assert_eq!(
+        history["type"], "history",
+        "the frame after user_sync is history: {history}"
+    );
+    assert_eq!(history["epoch"], sync["epoch"], "{history}");
+    (client, sync, history)
+}
+
+/// The offsets of a `history` frame's messages.
+pub fn history_offsets(history: &Value) -> Vec<u64> {
+    history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["offset"].as_u64().expect("offset"))
+        .collect()
 }
 
 pub fn users(sync: &Value) -> Vec<String> {

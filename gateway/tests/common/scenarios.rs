@@ -185,7 +185,6 @@ pub async fn binary_floods_close_with_1003(g: &Gateway) {
 }
 
 pub async fn rate_limit_is_exact_and_shared(a: &Gateway, b: &Gateway, limit: usize) {
-    avoid_minute_boundary().await;
     let (mut tab_a, _) = join(a, "chatty", "rate").await;
     let (mut tab_b, _) = join(b, "chatty", "rate").await;
     let mut acks = 0;
@@ -210,15 +209,6 @@ pub async fn rate_limit_is_exact_and_shared(a: &Gateway, b: &Gateway, limit: usi
     }
     assert_eq!(acks, limit, "exactly the limit is accepted");
     assert_eq!(limited, limit);
-}
-
-/// The limit is a fixed window per wall-clock minute; start well inside one.
-async fn avoid_minute_boundary() {
-    use chrono::Timelike;
-    let second = chrono::Utc::now().second();
-    if second >= 50 {
-        tokio::time::sleep(Duration::from_secs(u64::from(61 - second))).await;
-    }
 }
 
 pub async fn probes_and_metrics(g: &Gateway) {
