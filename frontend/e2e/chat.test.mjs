@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { checkA11y } from './axe.mjs';
 import { artifactsDir, launchBrowser, startGateway, startRedis, waitFor } from './harness.mjs';
+import { canvasBox, connection, joinAs, messageFrom, viewportOf, waitConnected, waitOnline, writeAt } from './page.mjs';
 
 const CHANNEL = `e2e-${Date.now().toString(36)}`;
 const RATE_LIMIT = 8;
@@ -43,62 +45,6 @@ async function newPage(label) {
   return page;
 }
 
-const connection = (page) => page.locator('[data-testid="connection"]');
-
-async function waitConnected(page, timeout = 15_000) {
-  await page.locator('[data-testid="connection"][data-status="connected"]').waitFor({ timeout });
-}
-
-async function joinAs(page, origin, name, channel) {
-  await page.goto(`${origin}/?channel=${channel}`);
-  const input = page.getByLabel('Your name');
-  await input.fill(name);
-  await page.getByRole('button', { name: `Join #${channel}` }).click();
-  await waitConnected(page);
-}
-
-async function onlineUsers(page) {
-  return page.$$eval('[data-testid="online-list"] li', (els) => els.map((e) => e.getAttribute('data-user')));
-}
-
-async function waitOnline(page, expected, timeout = 15_000) {
-  await waitFor(
-    `online list ${JSON.stringify(expected)}`,
-    async () => JSON.stringify(await onlineUsers(page)) === JSON.stringify(expected),
-    timeout,
-  );
-}
-
-async function canvasBox(page) {
-  const box = await page.getByTestId('canvas').boundingBox();
-  assert.ok(box, 'canvas is visible');
-  return box;
-}
-
-/** Clicks the canvas at (x, y) relative to its top-left, types and presses Enter. */
-async function writeAt(page, x, y, text) {
-  const box = await canvasBox(page);
-  await page.mouse.click(box.x + x, box.y + y);
-  const composer = page.getByTestId('composer');
-  await composer.waitFor();
-  await composer.fill(text);
-  await composer.press('Enter');
-  await composer.waitFor({ state: 'detached' });
-}
-
-function messageFrom(page, user, text) {
-  return page.locator(`[data-testid="message"][data-user="${user}"]`, { hasText: text });
-}
-
-async function viewportOf(page) {
-  const canvas = page.getByTestId('canvas');
-  return {
-    scale: Number(await canvas.getAttribute('data-scale')),
-    offsetX: Number(await canvas.getAttribute('data-offset-x')),
-    offsetY: Number(await canvas.getAttribute('data-offset-y')),
-  };
-}
-
 describe('CanvasChat in a real browser against two gateway replicas', { timeout: 240_000 }, () => {
   let alice; // page on replica 1
   let bob; // page on replica 2
@@ -129,6 +75,7 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     assert.equal(await name.getAttribute('aria-invalid'), 'true');
     assert.ok(await alice.getByRole('button', { name: `Join #${CHANNEL}` }).isDisabled());
     await shot(alice, '01-name-form-invalid');
+    await checkA11y(alice, 'name-form', logDir);
     await name.fill('alice');
     await alice.getByRole('button', { name: `Join #${CHANNEL}` }).click();
     await waitConnected(alice);
@@ -140,6 +87,7 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     await waitOnline(bob, ['alice', 'bob']);
     assert.equal(await bob.getByTestId('online-count').textContent(), '2 online');
     await shot(alice, '02-both-online');
+    await checkA11y(alice, 'connected', logDir);
   });
 
   step('click, type and Enter on one page shows the text at the same canvas spot on the other, then it fades', async () => {
@@ -169,6 +117,7 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     assert.ok(Math.abs(aBox.y - aCanvas.y - (bBox.y - bCanvas.y)) < 1, 'same y on both canvases');
     await shot(alice, '03-message-sender');
     await shot(bob, '04-message-receiver');
+    await checkA11y(bob, 'message-shown', logDir);
 
     await seen.waitFor({ state: 'detached', timeout: FADE_MS + 3000 });
     const visibleFor = Date.now() - appearedAt;
@@ -184,6 +133,7 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     const composer = alice.getByTestId('composer');
     await composer.waitFor();
     assert.ok(await composer.evaluate((el) => el === document.activeElement), 'the composer has focus');
+    await checkA11y(alice, 'composer-open', logDir);
     await alice.keyboard.type('never sent');
     await alice.keyboard.press('Escape');
     await composer.waitFor({ state: 'detached' });
@@ -273,11 +223,13 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     assert.match(await connection(alice).textContent(), /Reconnecting in \d+ s/);
     assert.equal(await alice.getByTestId('online-count').textContent(), 'Offline');
     await shot(alice, '07-reconnecting');
+    await checkA11y(alice, 'reconnecting', logDir);
 
     const offline = 'typed while offline';
     await writeAt(alice, 300, 420, offline);
     await alice.locator('[data-testid="message"][data-status="queued"]', { hasText: offline }).waitFor();
     await shot(alice, '08-queued-offline');
+    await checkA11y(alice, 'queued-offline', logDir);
     await waitOnline(bob, ['bob'], 15_000);
 
     await gateways[0].startAndWait();
@@ -320,6 +272,7 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     assert.match(error, /^Not sent: .+/);
     assert.equal(await failed.first().getByRole('button', { name: 'Retry' }).count(), 1);
     await shot(carol, '10-phone-rate-limited');
+    await checkA11y(carol, 'phone-failed-message', logDir);
     await carol.close();
   });
 

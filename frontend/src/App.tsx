@@ -1,9 +1,12 @@
-import { useEffect, useMemo, useState } from 'react';
+import { useEffect, useMemo, useRef, useState } from 'react';
+import { encodeSavedRecovery, loadRecovery, saveRecovery } from './lib/history';
 import { channelFromSearch, saveName, startingName, userColour } from './lib/identity';
 import { chatUrl } from './lib/protocol';
 import { ChatClient } from './net/client';
-import { ClientContext, StoreContext, useChat } from './state/context';
-import { createChatStore } from './state/store';
+import { ClientContext, StoreContext, useChat, ViewContext } from './state/context';
+import { announcement } from './lib/announce';
+import { createChatStore, MAX_MESSAGES } from './state/store';
+import { createViewStore } from './state/view';
 import { CanvasSurface } from './components/CanvasSurface';
 import { ConnectionStatus } from './components/ConnectionStatus';
 import { NameForm } from './components/NameForm';
@@ -55,17 +58,30 @@ interface ChatScreenProps {
 
 function ChatScreen({ userId, channel, rejected, onChangeName }: ChatScreenProps) {
   const store = useMemo(() => createChatStore(), []);
+  const view = useMemo(() => createViewStore(), []);
   const [client, setClient] = useState<ChatClient | null>(null);
 
   useEffect(() => {
     store.getState().setIdentity(userId, channel);
-    const c = new ChatClient({ store, url: chatUrl(window.location, userId, channel) });
+    // A reload resumes the channel's history where this tab left it.
+    const session = storage('sessionStorage');
+    const saved = loadRecovery(session, channel);
+    if (saved !== null) store.getState().restoreRecovery(saved);
+    let written = '';
+    const unsubscribe = store.subscribe((s, prev) => {
+      if (s.recovery === null || (s.recovery === prev.recovery && s.messages === prev.messages)) return;
+      const text = encodeSavedRecovery(s.recovery, s.recoveryPoint() ?? { epoch: s.recovery.epoch, offset: 0 });
+      if (text !== written) saveRecovery(session, channel, text);
+      written = text;
+    });
+    const c = new ChatClient({ store, url: (since) => chatUrl(window.location, userId, channel, since) });
     c.start();
     setClient(c);
     const online = () => c.retryNow();
     window.addEventListener('online', online);
     return () => {
       window.removeEventListener('online', online);
+      unsubscribe();
       c.stop();
       setClient(null);
     };
@@ -73,37 +89,40 @@ function ChatScreen({ userId, channel, rejected, onChangeName }: ChatScreenProps
 
   return (
     <StoreContext.Provider value={store}>
-      <ClientContext.Provider value={client}>
-        <div className="app">
-          <header className="topbar">
-            <h1 className="topbar__title">
-              CanvasChat <span className="topbar__channel">#{channel}</span>
-            </h1>
-            <ShareLink channel={channel} />
-            <ConnectionStatus />
-            <button
-              type="button"
-              className="button button--small button--quiet topbar__me"
-              onClick={onChangeName}
-              aria-label={`You are ${userId}. Change name`}
-            >
-              <span className="presence__dot" style={{ background: userColour(userId) }} aria-hidden="true" />
-              {userId}
-            </button>
-          </header>
-          {rejected !== null && (
-            <p className="banner" role="alert">
-              “{rejected}” is not a valid channel name (1–64 letters, digits, “_”, “.” or “-”); you are in #{channel}.
-            </p>
-          )}
-          <main className="app__main">
-            <CanvasSurface />
-          </main>
-          <PresencePanel />
-          <ServerNotice />
-          <LatestMessageAnnouncer />
-        </div>
-      </ClientContext.Provider>
+      <ViewContext.Provider value={view}>
+        <ClientContext.Provider value={client}>
+          <div className="app">
+            <header className="topbar">
+              <h1 className="topbar__title">
+                CanvasChat <span className="topbar__channel">#{channel}</span>
+              </h1>
+              <ShareLink channel={channel} />
+              <ConnectionStatus />
+              <button
+                type="button"
+                className="button button--small button--quiet topbar__me"
+                onClick={onChangeName}
+                aria-label={`You are ${userId}. Change name`}
+              >
+                <span className="presence__dot" style={{ background: userColour(userId) }} aria-hidden="true" />
+                {userId}
+              </button>
+            </header>
+            {rejected !== null && (
+              <p className="banner" role="alert">
+                “{rejected}” is not a valid channel name (1–64 letters, digits, “_”, “.” or “-”); you are in #{channel}.
+              </p>
+            )}
+            <main className="app__main">
+              <CanvasSurface />
+            </main>
+            <PresencePanel />
+            <ServerNotice />
+            <MissedNotice />
+            <LatestMessageAnnouncer />
+          </div>
+        </ClientContext.Provider>
+      </ViewContext.Provider>
     </StoreContext.Provider>
   );
 }
@@ -122,18 +141,45 @@ function ServerNotice() {
   );
 }
 
-/** Reads incoming messages to screen readers; the canvas itself is visual. */
-function LatestMessageAnnouncer() {
-  const latest = useChat((s) => {
-    for (let i = s.messages.length - 1; i >= 0; i--) {
-      const m = s.messages[i];
-      if (m !== undefined && m.status === 'received') return m;
-    }
-    return undefined;
-  });
+/** After an incomplete recovery: said once, politely, and out of the way. */
+function MissedNotice() {
+  const shown = useChat((s) => s.missedNotice !== null);
+  const dismiss = useChat((s) => s.dismissMissedNotice);
   return (
-    <div className="sr-only" aria-live="polite">
-      {latest !== undefined ? `${latest.userId} says: ${latest.text}` : ''}
+    // The live region stays in the page so the sentence is announced when it appears.
+    <div role="status" className="missed-region">
+      {shown && (
+        <div className="missed" data-testid="missed-notice">
+          <span>Some messages may have been missed while you were away.</span>
+          <button type="button" className="button button--small button--quiet" onClick={dismiss}>
+            OK
+          </button>
+        </div>
+      )}
+    </div>
+  );
+}
+
+/** Reads incoming messages to screen readers, politely; the canvas itself is visual. */
+function LatestMessageAnnouncer() {
+  const messages = useChat((s) => s.messages);
+  const announced = useRef(new Set<string>());
+  const [text, setText] = useState('');
+
+  useEffect(() => {
+    const fresh = messages.filter((m) => !m.own && !announced.current.has(m.key));
+    if (fresh.length === 0) return;
+    for (const m of fresh) announced.current.add(m.key);
+    // Only ids still on the canvas need remembering.
+    if (announced.current.size > 2 * MAX_MESSAGES) {
+      announced.current = new Set(messages.map((m) => m.key));
+    }
+    setText(announcement(fresh));
+  }, [messages]);
+
+  return (
+    <div className="sr-only" aria-live="polite" data-testid="announcer">
+      {text}
     </div>
   );
 }

@@ -12,9 +12,11 @@ import {
   zoomAt,
   type Viewport,
 } from '../lib/viewport';
-import { useChat, useChatStore, useClient } from '../state/context';
+import { useChat, useChatStore, useClient, useView, useViewStore } from '../state/context';
 import { Composer, type ComposerState } from './Composer';
+import { EdgeMarkers } from './EdgeMarkers';
 import { MessageBubble } from './MessageBubble';
+import { RemoteCursors } from './RemoteCursors';
 
 /** Pointer travel (px) under which a press counts as a click rather than a drag. */
 const CLICK_SLOP = 5;
@@ -43,7 +45,9 @@ const PROBLEM_TEXT = {
 /** The pannable, zoomable canvas with the messages and the composer. */
 export function CanvasSurface() {
   const surfaceRef = useRef<HTMLDivElement>(null);
-  const [viewport, setViewport] = useState<Viewport>(INITIAL_VIEWPORT);
+  const view = useViewStore();
+  const viewport = useView((v) => v.viewport);
+  const setViewport = view.getState().setViewport;
   const [composer, setComposer] = useState<ComposerState | null>(null);
   const gesture = useRef<Gesture | null>(null);
   const messages = useChat((s) => s.messages);
@@ -51,10 +55,15 @@ export function CanvasSurface() {
   const store = useChatStore();
   const client = useClient();
 
-  const openComposerAt = useCallback((screen: Position, vp: Viewport) => {
-    const position = screenToCanvas(vp, screen);
-    setComposer((c) => ({ position, draft: c?.draft ?? '', problem: null }));
-  }, []);
+  const openComposerAt = useCallback(
+    (screen: Position, vp: Viewport) => {
+      const position = screenToCanvas(vp, screen);
+      setComposer((c) => ({ position, draft: c?.draft ?? '', problem: null }));
+      // Others see where this user is about to write, also on touch screens without hover.
+      client?.moveCursor(position);
+    },
+    [client],
+  );
 
   const closeComposer = useCallback(() => {
     setComposer(null);
@@ -70,6 +79,18 @@ export function CanvasSurface() {
       setComposer({ ...composer, problem: PROBLEM_TEXT[result.problem] });
     }
   }, [client, composer, closeComposer]);
+
+  // The view's size, for edge markers, "go to" and the keyboard's writing point.
+  useEffect(() => {
+    const el = surfaceRef.current;
+    if (el === null) return;
+    const measure = () => view.getState().setSize({ width: el.clientWidth, height: el.clientHeight });
+    measure();
+    if (typeof ResizeObserver === 'undefined') return;
+    const observer = new ResizeObserver(measure);
+    observer.observe(el);
+    return () => observer.disconnect();
+  }, [view]);
 
   // React's wheel listener is passive; zooming must stop the page from scrolling.
   useEffect(() => {
@@ -87,7 +108,7 @@ export function CanvasSurface() {
     };
     el.addEventListener('wheel', onWheel, { passive: false });
     return () => el.removeEventListener('wheel', onWheel);
-  }, []);
+  }, [setViewport]);
 
   const onPointerDown = (e: PointerEvent<HTMLDivElement>) => {
     if (onInteractive(e.target) || (e.pointerType === 'mouse' && e.button !== 0)) return;
@@ -108,9 +129,11 @@ export function CanvasSurface() {
 
   const onPointerMove = (e: PointerEvent<HTMLDivElement>) => {
     const g = gesture.current;
+    const p = localPoint(e.currentTarget, e.clientX, e.clientY);
+    // A hovering mouse or pen is a cursor; a finger on the screen is a gesture.
+    if (e.pointerType !== 'touch') client?.moveCursor(screenToCanvas(view.getState().viewport, p));
     const prev = g?.pointers.get(e.pointerId);
     if (g === undefined || g === null || prev === undefined) return;
-    const p = localPoint(e.currentTarget, e.clientX, e.clientY);
     if (g.pointers.size >= 2) {
       const [a, b] = [...g.pointers.entries()];
       if (a === undefined || b === undefined) return;
@@ -159,6 +182,7 @@ export function CanvasSurface() {
   const onRetry = useCallback((key: string) => client?.retry(key), [client]);
   const onDismiss = useCallback((key: string) => store.getState().dismiss(key), [store]);
   const { offsetX, offsetY, scale } = viewport;
+  const moved = offsetX !== INITIAL_VIEWPORT.offsetX || offsetY !== INITIAL_VIEWPORT.offsetY || scale !== INITIAL_VIEWPORT.scale;
 
   return (
     <div
@@ -171,7 +195,7 @@ export function CanvasSurface() {
       tabIndex={0}
       role="application"
       aria-roledescription="chat canvas"
-      aria-label="Chat canvas. Click, or press Enter, to write. Drag or use arrow keys to move, wheel or plus and minus to zoom, 0 to reset."
+      aria-label="Chat canvas. Click, or press Enter to write at the cross in the middle. Drag or use arrow keys to move, wheel or plus and minus to zoom, 0 to go back to the start."
       onPointerDown={onPointerDown}
       onPointerMove={onPointerMove}
       onPointerUp={(e) => onPointerEnd(e, false)}
@@ -194,6 +218,20 @@ export function CanvasSurface() {
           <MessageBubble key={m.key} message={m} onRetry={onRetry} onDismiss={onDismiss} />
         ))}
       </div>
+      <RemoteCursors />
+      {composer === null && <span className="canvas__crosshair" aria-hidden="true" />}
+      <EdgeMarkers />
+      {moved && (
+        <button
+          type="button"
+          className="button button--small canvas__recentre"
+          data-interactive=""
+          data-testid="recentre"
+          onClick={() => view.getState().recentre()}
+        >
+          Back to start
+        </button>
+      )}
       {composer !== null && (
         <Composer
           state={composer}

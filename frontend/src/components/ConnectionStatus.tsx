@@ -1,23 +1,12 @@
-import { useEffect, useState } from 'react';
 import { useChat, useClient } from '../state/context';
-
-function useNow(active: boolean): number {
-  const [now, setNow] = useState(() => Date.now());
-  useEffect(() => {
-    if (!active) return;
-    setNow(Date.now());
-    const t = setInterval(() => setNow(Date.now()), 250);
-    return () => clearInterval(t);
-  }, [active]);
-  return now;
-}
+import { useNow } from './hooks';
 
 /** Always-visible connection state, with a countdown while waiting to reconnect. */
 export function ConnectionStatus() {
   const connection = useChat((s) => s.connection);
   const queued = useChat((s) => s.messages.filter((m) => m.own && m.status === 'queued').length);
   const client = useClient();
-  const now = useNow(connection.status === 'reconnecting');
+  const now = useNow(connection.status === 'reconnecting', 250);
 
   let text: string;
   switch (connection.status) {

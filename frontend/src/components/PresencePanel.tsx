@@ -1,6 +1,7 @@
 import { useState } from 'react';
+import { whereIs } from '../lib/follow';
 import { userColour } from '../lib/identity';
-import { useChat } from '../state/context';
+import { useChat, useChatStore, useViewStore } from '../state/context';
 
 function wideScreen(): boolean {
   return typeof window.matchMedia === 'function' && window.matchMedia('(min-width: 700px)').matches;
@@ -13,6 +14,16 @@ export function PresencePanel() {
   // While offline the list is only what was true when the connection dropped.
   const live = useChat((s) => s.connection.status === 'connected');
   const [open, setOpen] = useState(wideScreen);
+  const store = useChatStore();
+  const view = useViewStore();
+
+  // Follow: pan to where that user is or last wrote; for oneself, to one's latest message.
+  const goToUser = (user: string) => {
+    const s = store.getState();
+    const target = whereIs(user, s.messages, s.cursors, Date.now());
+    if (target !== null) view.getState().goTo(target);
+    else if (user === self) view.getState().recentre();
+  };
 
   return (
     <aside className={`presence${live ? '' : ' presence--stale'}`} aria-label="People online">
@@ -26,9 +37,16 @@ export function PresencePanel() {
         <ul className="presence__list" data-testid="online-list">
           {users.map((u) => (
             <li key={u} className="presence__user" data-user={u}>
-              <span className="presence__dot" style={{ background: userColour(u) }} aria-hidden="true" />
-              <span className="presence__name">{u}</span>
-              {u === self && <span className="presence__you"> (you)</span>}
+              <button
+                type="button"
+                className="presence__go"
+                onClick={() => goToUser(u)}
+                aria-label={u === self ? `${u} (you): find me` : `${u}: go to their pointer or latest message`}
+              >
+                <span className="presence__dot" style={{ background: userColour(u) }} aria-hidden="true" />
+                <span className="presence__name">{u}</span>
+                {u === self && <span className="presence__you"> (you)</span>}
+              </button>
             </li>
           ))}
         </ul>

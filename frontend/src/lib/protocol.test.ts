@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chatUrl, checkPayload, encodeChat, MAX_FRAME_BYTES, parseServerFrame, utf8Length } from './protocol';
+import { chatUrl, checkPayload, encodeChat, encodeCursor, MAX_FRAME_BYTES, parseServerFrame, utf8Length } from './protocol';
 
 describe('parseServerFrame', () => {
   it('parses every server frame of the protocol', () => {
@@ -37,6 +37,69 @@ describe('parseServerFrame', () => {
       message_id: 'm1',
       timestamp: 't',
     });
+  });
+
+  it('reads offset and epoch where a gateway with history sends them, and ignores bad ones', () => {
+    expect(parseServerFrame('{"type":"user_sync","channel_id":"c","users":[],"epoch":"e1","offset":0}')).toEqual({
+      type: 'user_sync',
+      channel_id: 'c',
+      users: [],
+      epoch: 'e1',
+      offset: 0,
+    });
+    const chat = '{"type":"chat","message_id":"m","channel_id":"c","user_id":"u","payload":"p","position":{"x":1,"y":2}';
+    expect(parseServerFrame(`${chat},"offset":41,"epoch":"e1"}`)).toMatchObject({ offset: 41, epoch: 'e1' });
+    const odd = parseServerFrame(`${chat},"offset":-1,"epoch":7}`);
+    expect(odd).not.toBeNull();
+    expect(odd).not.toHaveProperty('offset');
+    expect(odd).not.toHaveProperty('epoch');
+    expect(parseServerFrame(`${chat},"offset":1.5}`)).not.toHaveProperty('offset');
+    expect(parseServerFrame('{"type":"ack","client_msg_id":"c-1","message_id":"m","offset":3,"epoch":"e1"}')).toEqual({
+      type: 'ack',
+      client_msg_id: 'c-1',
+      message_id: 'm',
+      offset: 3,
+      epoch: 'e1',
+    });
+  });
+
+  it('parses a history frame, leaving out a bad entry and then not claiming full recovery', () => {
+    const m = (id: string, offset: number) => ({
+      type: 'chat',
+      message_id: id,
+      channel_id: 'c',
+      user_id: 'u',
+      payload: 'p',
+      position: { x: 0, y: 0 },
+      offset,
+      epoch: 'e1',
+    });
+    const frame = (messages: unknown[], recovered = true) =>
+      JSON.stringify({ type: 'history', channel_id: 'c', epoch: 'e1', recovered, messages });
+    expect(parseServerFrame(frame([m('a', 1), m('b', 2)]))).toEqual({
+      type: 'history',
+      channel_id: 'c',
+      epoch: 'e1',
+      recovered: true,
+      messages: [m('a', 1), m('b', 2)],
+    });
+    expect(parseServerFrame(frame([m('a', 1), { type: 'chat' }, 5]))).toMatchObject({
+      recovered: false,
+      messages: [m('a', 1)],
+    });
+    expect(parseServerFrame(frame([], false))).toMatchObject({ recovered: false, messages: [] });
+    expect(parseServerFrame('{"type":"history","channel_id":"c","epoch":"e1","recovered":"yes","messages":[]}')).toBeNull();
+    expect(parseServerFrame('{"type":"history","channel_id":"c","recovered":true,"messages":[]}')).toBeNull();
+  });
+
+  it('parses a cursor frame', () => {
+    expect(parseServerFrame('{"type":"cursor","channel_id":"c","user_id":"bob","position":{"x":3,"y":-4}}')).toEqual({
+      type: 'cursor',
+      channel_id: 'c',
+      user_id: 'bob',
+      position: { x: 3, y: -4 },
+    });
+    expect(parseServerFrame('{"type":"cursor","channel_id":"c","user_id":"bob","position":{"x":null,"y":1}}')).toBeNull();
   });
 
   it('keeps the client_msg_id of an error only when the server sent one', () => {
@@ -80,6 +143,10 @@ describe('client frames', () => {
     });
   });
 
+  it('encodes a cursor', () => {
+    expect(JSON.parse(encodeCursor({ x: 3, y: -4.5 }))).toEqual({ type: 'cursor', position: { x: 3, y: -4.5 } });
+  });
+
   it('refuses empty text and frames over the gateway limit, counting UTF-8 bytes', () => {
     const at = { x: 0, y: 0 };
     expect(checkPayload('   ', at, 'c-1')).toBe('empty');
@@ -97,6 +164,9 @@ describe('client frames', () => {
     );
     expect(chatUrl({ protocol: 'https:', host: 'chat.example.com' }, 'bob', 'default')).toBe(
       'wss://chat.example.com/api/chat?uid=bob&channel=default',
+    );
+    expect(chatUrl({ protocol: 'http:', host: 'h' }, 'bob', 'room', { epoch: 'e 1', offset: 42 })).toBe(
+      'ws://h/api/chat?uid=bob&channel=room&since=42&epoch=e+1',
     );
   });
 });

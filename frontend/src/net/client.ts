@@ -1,9 +1,18 @@
-// Owns the WebSocket to /api/chat: connects, reconnects with backoff, sends queued
-// messages once connected and feeds every server frame into the store.
+// Owns the WebSocket to /api/chat: connects, reconnects with backoff (resuming the
+// channel's history from the last offset seen), sends queued messages once connected,
+// sends the pointer as cursor frames and feeds every server frame into the store.
 
 import { backoffDelay } from '../lib/backoff';
-import { checkPayload, encodeChat, parseServerFrame, type Position } from '../lib/protocol';
+import {
+  checkPayload,
+  encodeChat,
+  encodeCursor,
+  parseServerFrame,
+  type Position,
+  type StreamPosition,
+} from '../lib/protocol';
 import { newClientMsgId } from '../lib/ids';
+import { Throttle } from '../lib/throttle';
 import type { CanvasMessage, ChatStore } from '../state/store';
 
 /** The part of the browser WebSocket this client uses (tests provide a fake). */
@@ -19,6 +28,9 @@ export interface SocketLike {
 
 export type SocketFactory = (url: string) => SocketLike;
 
+/** The socket URL, resuming after `since` when the page has seen some of the history. */
+export type UrlFor = (since: StreamPosition | null) => string;
+
 const OPEN = 1;
 const CONNECTING = 0;
 
@@ -26,10 +38,19 @@ const CONNECTING = 0;
 export const MAX_ATTEMPTS = 12;
 /** A connection attempt that neither opens nor fails within this is abandoned. */
 export const CONNECT_TIMEOUT_MS = 10_000;
+/** Cursor frames sent per second at most (the gateway forwards 20 by default). */
+export const CURSOR_INTERVAL_MS = 50;
+/**
+ * Close codes after which the page reconnects at once and shows nothing: the gateway moved
+ * the connection (4000, rebalance) or is going away (1001, drain); history recovery makes
+ * the move lossless. A second such close within this time goes through the usual backoff.
+ */
+export const HANDOVER_CODES: ReadonlySet<number> = new Set([4000, 1001]);
+export const HANDOVER_MIN_INTERVAL_MS = 2000;
 
 export interface ChatClientOptions {
   store: ChatStore;
-  url: string;
+  url: UrlFor;
   createSocket?: SocketFactory;
   random?: () => number;
   newId?: () => string;
@@ -42,7 +63,7 @@ export type SendResult =
 
 export class ChatClient {
   private readonly store: ChatStore;
-  private readonly url: string;
+  private readonly url: UrlFor;
   private readonly createSocket: SocketFactory;
   private readonly random: () => number;
   private readonly newId: () => string;
@@ -53,6 +74,11 @@ export class ChatClient {
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private connectTimer: ReturnType<typeof setTimeout> | undefined;
   private stopped = true;
+  /** When the last quiet reconnect after a handover close happened. */
+  private lastHandoverAt = Number.NEGATIVE_INFINITY;
+  private readonly cursor = new Throttle<Position>(CURSOR_INTERVAL_MS, (p) => this.sendCursor(p));
+  /** False once this connection's gateway refused a cursor frame (it predates cursors). */
+  private cursorsAccepted = true;
 
   constructor(opts: ChatClientOptions) {
     this.store = opts.store;
@@ -74,6 +100,7 @@ export class ChatClient {
   stop(): void {
     this.stopped = true;
     this.clearTimers();
+    this.cursor.cancel();
     const s = this.socket;
     this.socket = null;
     if (s !== null) {
@@ -108,12 +135,21 @@ export class ChatClient {
     this.flush();
   }
 
-  private connect(): void {
+  /** The pointer moved to `position` (canvas coordinates); sent throttled, never queued. */
+  moveCursor(position: Position): void {
+    if (this.cursorsAccepted && this.socket?.readyState === OPEN) this.cursor.push(position);
+  }
+
+  /** `quiet`: a handover; the page keeps showing "connected" unless this attempt fails. */
+  private connect(quiet = false): void {
     this.clearTimers();
-    this.store.getState().setConnection({ status: 'connecting', attempt: this.failures });
+    const state = this.store.getState();
+    if (!quiet) state.setConnection({ status: 'connecting', attempt: this.failures });
+    const since = state.recoveryPoint();
+    state.beginConnection(since !== null);
     let socket: SocketLike;
     try {
-      socket = this.createSocket(this.url);
+      socket = this.createSocket(this.url(since));
     } catch {
       this.scheduleReconnect();
       return;
@@ -126,8 +162,12 @@ export class ChatClient {
       }
     }, CONNECT_TIMEOUT_MS);
 
+    let opened = false;
     socket.onopen = () => {
       if (this.socket !== socket) return;
+      opened = true;
+      // Every connection may reach another gateway version (rolling update).
+      this.cursorsAccepted = true;
       clearTimeout(this.connectTimer);
       this.failures = 0;
       this.store.getState().setConnection({ status: 'connected' });
@@ -136,17 +176,46 @@ export class ChatClient {
     socket.onmessage = (ev) => {
       if (this.socket !== socket || typeof ev.data !== 'string') return;
       const frame = parseServerFrame(ev.data);
-      if (frame !== null) this.store.getState().receive(frame);
+      if (frame === null) return;
+      // Only chat and cursor frames are ever sent; a gateway from before cursors refuses the
+      // latter as an unsupported type without a client_msg_id. Stop sending them instead of
+      // showing the user an error about something they did not do.
+      if (frame.type === 'error' && frame.code === 'unsupported_type' && frame.client_msg_id === undefined) {
+        this.cursorsAccepted = false;
+        this.cursor.cancel();
+        return;
+      }
+      this.store.getState().receive(frame);
     };
     socket.onerror = () => {
       // A close event always follows; reconnecting is handled there.
     };
-    socket.onclose = () => {
+    socket.onclose = (ev) => {
       if (this.socket !== socket) return;
       this.dropSocket(socket);
-      this.store.getState().failInFlight('The connection closed before the server confirmed this message.');
+      this.cursor.cancel();
+      const state = this.store.getState();
+      // A gateway with history de-duplicates by client_msg_id, so resending is safe.
+      if (state.recovery !== null) state.requeueInFlight();
+      else state.failInFlight('The connection closed before the server confirmed this message.');
+      const now = Date.now();
+      if (opened && HANDOVER_CODES.has(ev.code) && now - this.lastHandoverAt >= HANDOVER_MIN_INTERVAL_MS) {
+        this.lastHandoverAt = now;
+        this.connect(true);
+        return;
+      }
       this.scheduleReconnect();
     };
+  }
+
+  private sendCursor(position: Position): void {
+    const socket = this.socket;
+    if (socket === null || socket.readyState !== OPEN) return;
+    try {
+      socket.send(encodeCursor(position));
+    } catch {
+      // Closing: a lost cursor position does not matter, the next move sends a new one.
+    }
   }
 
   private dropSocket(socket: SocketLike): void {

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ACK_TIMEOUT_MS, createChatStore, FADE_MS, MAX_MESSAGES, MAX_UNSENT, type ChatStore } from './store';
-import type { ServerFrame } from '../lib/protocol';
+import { ACK_TIMEOUT_MS, createChatStore, FADE_MS, MAX_MESSAGES, MAX_UNSENT, MISSED_NOTICE_MS, type ChatStore } from './store';
+import type { ChatIn, ServerFrame } from '../lib/protocol';
 
 const at = { x: 10, y: 20 };
 
@@ -184,6 +184,16 @@ describe('presence', () => {
     expect(s().users).toEqual(['alice', 'bob']);
   });
 
+  it("while connected, the page's own user stays online whatever an older connection's departure says", () => {
+    s().receive({ type: 'user_sync', channel_id: 'room', users: ['alice', 'bob'] });
+    s().receive({ type: 'user_left', channel_id: 'room', user_id: 'alice' });
+    expect(s().users).toEqual(['bob']);
+    s().setConnection({ status: 'connected' });
+    s().receive({ type: 'user_sync', channel_id: 'room', users: ['alice', 'bob'] });
+    s().receive({ type: 'user_left', channel_id: 'room', user_id: 'alice' });
+    expect(s().users).toEqual(['alice', 'bob']);
+  });
+
   it('a new user_sync replaces the list (after a reconnect)', () => {
     s().receive({ type: 'user_sync', channel_id: 'room', users: ['alice', 'bob'] });
     s().receive({ type: 'user_sync', channel_id: 'room', users: ['alice'] });
@@ -196,5 +206,100 @@ describe('presence', () => {
     s().setIdentity('alice', 'other');
     expect(s()).toMatchObject({ users: [], messages: [], channel: 'other' });
     expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
+describe('history and recovery', () => {
+  const sent = (ms: number) => new Date(Date.now() - ms).toISOString();
+  const chatAt = (id: string, offset: number, ageMs: number, user = 'bob'): ChatIn => ({
+    type: 'chat',
+    message_id: id,
+    channel_id: 'room',
+    user_id: user,
+    payload: id,
+    position: at,
+    offset,
+    epoch: 'e1',
+    timestamp: sent(ageMs),
+  });
+
+  it('shows history messages with the fade time they have left, by the server clock', () => {
+    // The server's clock is 10 s ahead of ours: ages are measured on its clock.
+    const serverNow = new Date(Date.now() + 10_000).toISOString();
+    s().beginConnection(false);
+    s().receive({ type: 'user_sync', channel_id: 'room', users: ['alice', 'bob'], epoch: 'e1', offset: 2, timestamp: serverNow });
+    const m1 = { ...chatAt('m-1', 1, 0), timestamp: new Date(Date.now() + 10_000 - 3000).toISOString() };
+    s().receive({ type: 'history', channel_id: 'room', epoch: 'e1', recovered: false, messages: [m1] });
+    expect(byKey('m-1')?.fadeStartedAt).toBe(Date.now() - 3000);
+    expect(s().recovery).toEqual({ epoch: 'e1', seen: 2 });
+    vi.advanceTimersByTime(FADE_MS - 3000 - 1);
+    expect(byKey('m-1')).toBeDefined();
+    vi.advanceTimersByTime(1);
+    expect(byKey('m-1')).toBeUndefined();
+  });
+
+  it('own messages from before a reload come back as own and sent', () => {
+    s().beginConnection(false);
+    s().receive({ type: 'user_sync', channel_id: 'room', users: ['alice'], epoch: 'e1', offset: 1 });
+    s().receive({ type: 'history', channel_id: 'room', epoch: 'e1', recovered: false, messages: [chatAt('m-1', 1, 100, 'alice')] });
+    expect(byKey('m-1')).toMatchObject({ own: true, status: 'sent' });
+  });
+
+  it('live frames with an offset already seen are dropped', () => {
+    s().beginConnection(false);
+    s().receive({ type: 'user_sync', channel_id: 'room', users: ['alice'], epoch: 'e1', offset: 5 });
+    s().receive({ type: 'history', channel_id: 'room', epoch: 'e1', recovered: false, messages: [] });
+    s().receive(chatAt('m-5', 5, 0));
+    s().receive(chatAt('m-6', 6, 0));
+    expect(s().messages.map((m) => m.key)).toEqual(['m-6']);
+    expect(s().recovery).toEqual({ epoch: 'e1', seen: 6 });
+  });
+
+  it('after a reload, asks from where the previous page asked until history arrives', () => {
+    s().restoreRecovery({ state: { epoch: 'e1', seen: 9 }, since: 6 });
+    expect(s().recoveryPoint()).toEqual({ epoch: 'e1', offset: 6 });
+    s().beginConnection(true);
+    s().receive({ type: 'user_sync', channel_id: 'room', users: ['alice'], epoch: 'e1', offset: 10 });
+    s().receive({ type: 'history', channel_id: 'room', epoch: 'e1', recovered: true, messages: [chatAt('m-10', 10, 100)] });
+    expect(s().missedNotice).toBeNull();
+    vi.advanceTimersByTime(FADE_MS);
+    expect(s().recoveryPoint()).toEqual({ epoch: 'e1', offset: 10 });
+  });
+
+  it('the missed notice shows once, goes away by itself or when dismissed', () => {
+    s().restoreRecovery({ state: { epoch: 'e1', seen: 9 }, since: 9 });
+    s().beginConnection(true);
+    s().receive({ type: 'history', channel_id: 'room', epoch: 'e2', recovered: false, messages: [] });
+    expect(s().missedNotice).not.toBeNull();
+    vi.advanceTimersByTime(MISSED_NOTICE_MS);
+    expect(s().missedNotice).toBeNull();
+    s().beginConnection(true);
+    s().receive({ type: 'history', channel_id: 'room', epoch: 'e3', recovered: false, messages: [] });
+    s().dismissMissedNotice();
+    expect(s().missedNotice).toBeNull();
+  });
+
+  it('requeueInFlight puts messages on the wire back in the queue, keeping their ids', () => {
+    s().compose('c-1', 'one', at);
+    s().markSending('c-1');
+    s().requeueInFlight();
+    expect(byKey('c-1')?.status).toBe('queued');
+    vi.advanceTimersByTime(ACK_TIMEOUT_MS * 2);
+    expect(byKey('c-1')?.status).toBe('queued');
+  });
+});
+
+describe('cursors', () => {
+  it('tracks others, ignores its own user, forgets users who leave or are gone after a sync', () => {
+    s().receive({ type: 'cursor', channel_id: 'room', user_id: 'bob', position: { x: 1, y: 2 } });
+    s().receive({ type: 'cursor', channel_id: 'room', user_id: 'carol', position: { x: 3, y: 4 } });
+    s().receive({ type: 'cursor', channel_id: 'room', user_id: 'alice', position: { x: 5, y: 6 } });
+    s().receive({ type: 'cursor', channel_id: 'elsewhere', user_id: 'dave', position: { x: 5, y: 6 } });
+    expect(Object.keys(s().cursors).sort()).toEqual(['bob', 'carol']);
+    expect(s().cursors.bob).toEqual({ position: { x: 1, y: 2 }, at: Date.now() });
+    s().receive({ type: 'user_left', channel_id: 'room', user_id: 'bob' });
+    expect(Object.keys(s().cursors)).toEqual(['carol']);
+    s().receive({ type: 'user_sync', channel_id: 'room', users: ['alice'] });
+    expect(s().cursors).toEqual({});
   });
 });

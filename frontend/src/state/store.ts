@@ -2,7 +2,14 @@
 // UI shows comes from here; the network client (net/client.ts) only calls these actions.
 
 import { createStore, type StoreApi } from 'zustand/vanilla';
-import type { Position, ServerFrame } from '../lib/protocol';
+import {
+  acceptLive,
+  planHistory,
+  recoveryPoint,
+  type RecoveryState,
+  type SavedRecovery,
+} from '../lib/history';
+import type { ChatIn, History, Position, ServerFrame, StreamPosition } from '../lib/protocol';
 
 /** How long a delivered message stays on the canvas. */
 export const FADE_MS = 5000;
@@ -13,6 +20,8 @@ export const MAX_UNSENT = 50;
 /** Messages kept on the canvas at most; the oldest delivered ones go first. */
 export const MAX_MESSAGES = 500;
 const NOTICE_MS = 8000;
+/** How long the "some messages may have been missed" line stays (it can be dismissed). */
+export const MISSED_NOTICE_MS = 12_000;
 
 export type ConnectionState =
   | { status: 'idle' }
@@ -38,8 +47,21 @@ export interface CanvasMessage {
   status: MessageStatus;
   messageId?: string;
   error?: string;
-  /** Set when the fade starts (Date.now()); the message is removed FADE_MS later. */
+  /**
+   * When the fade started (Date.now()); the message is removed FADE_MS later. A message
+   * from history that others have seen for a while gets a start in the past.
+   */
   fadeStartedAt?: number;
+  /** Position in the channel's history, when the gateway keeps one. */
+  offset?: number;
+  epoch?: string;
+}
+
+/** Another user's pointer, in canvas coordinates. */
+export interface RemoteCursor {
+  position: Position;
+  /** Date.now() of the last update; cursors idle for a while are hidden. */
+  at: number;
 }
 
 export interface Notice {
@@ -55,8 +77,20 @@ export interface ChatState {
   users: string[];
   messages: CanvasMessage[];
   notice: Notice | null;
+  /** Others' cursors by user id; removed when they leave. */
+  cursors: Record<string, RemoteCursor>;
+  /** Where this page stands in the channel's history (null: gateway without history). */
+  recovery: RecoveryState | null;
+  /** Set when a recovery came back incomplete; the page says so once, quietly. */
+  missedNotice: number | null;
 
   setIdentity(userId: string, channel: string): void;
+  /** After a reload: what the tab had received before, so it can recover from there. */
+  restoreRecovery(saved: SavedRecovery): void;
+  /** The since/epoch to connect with, or null to connect as a newcomer. */
+  recoveryPoint(): StreamPosition | null;
+  /** A new connection is being opened; `recovering` when it asked for history since a point. */
+  beginConnection(recovering: boolean): void;
   setConnection(connection: ConnectionState): void;
   /** Adds an own message in state `queued`, or `failed` when too many are unsent. */
   compose(key: string, text: string, position: Position): CanvasMessage;
@@ -64,6 +98,12 @@ export interface ChatState {
   receive(frame: ServerFrame): void;
   /** The connection closed: whatever was on the wire without an ack is now failed. */
   failInFlight(reason: string): void;
+  /**
+   * The connection closed, but the gateway de-duplicates by client_msg_id: whatever was on
+   * the wire is sent again on the next connection, and the ack tells which it was.
+   */
+  requeueInFlight(): void;
+  dismissMissedNotice(): void;
   /** Puts a failed message back in the queue. */
   requeue(key: string): void;
   dismiss(key: string): void;
@@ -86,7 +126,15 @@ export function createChatStore(): ChatStore {
   const fadeTimers = new Map<string, ReturnType<typeof setTimeout>>();
   const ackTimers = new Map<string, ReturnType<typeof setTimeout>>();
   let noticeTimer: ReturnType<typeof setTimeout> | undefined;
+  let missedTimer: ReturnType<typeof setTimeout> | undefined;
   let noticeSeq = 0;
+  // Per connection: whether it asked for recovery, the user_sync's offset and the server's
+  // clock relative to ours (to age history messages by their server timestamps).
+  let recovering = false;
+  let syncOffset: number | undefined;
+  let serverClockSkew = 0;
+  // After a reload, where the previous page asked to resume from (its messages are gone).
+  let restoredSince: number | null = null;
 
   const clearTimer = (timers: Map<string, ReturnType<typeof setTimeout>>, key: string) => {
     const t = timers.get(key);
@@ -107,16 +155,66 @@ export function createChatStore(): ChatStore {
       set((s) => ({ messages: s.messages.filter((m) => m.key !== key) }));
     };
 
-    const startFade = (key: string) => {
+    /** Starts the removal timer; returns the fade's start, in the past when time is left over. */
+    const startFade = (key: string, remainingMs = FADE_MS) => {
       clearTimer(fadeTimers, key);
       fadeTimers.set(
         key,
         setTimeout(() => {
           fadeTimers.delete(key);
           remove(key);
-        }, FADE_MS),
+        }, remainingMs),
       );
-      return Date.now();
+      return Date.now() - (FADE_MS - remainingMs);
+    };
+
+    const receivedMessage = (frame: ChatIn, remainingMs: number): CanvasMessage => {
+      // Own messages come back only in history (after a reload); they are shown as sent.
+      const own = frame.user_id === get().userId;
+      return {
+        key: frame.message_id,
+        own,
+        userId: frame.user_id,
+        text: frame.payload,
+        position: frame.position,
+        status: own ? 'sent' : 'received',
+        messageId: frame.message_id,
+        offset: frame.offset,
+        epoch: frame.epoch,
+        fadeStartedAt: startFade(frame.message_id, remainingMs),
+      };
+    };
+
+    const showMissedNotice = () => {
+      if (missedTimer !== undefined) clearTimeout(missedTimer);
+      noticeSeq += 1;
+      set({ missedNotice: noticeSeq });
+      missedTimer = setTimeout(() => {
+        missedTimer = undefined;
+        set({ missedNotice: null });
+      }, MISSED_NOTICE_MS);
+    };
+
+    const applyHistory = (frame: History) => {
+      const s = get();
+      const known = new Set<string>();
+      for (const m of s.messages) {
+        known.add(m.key);
+        if (m.messageId !== undefined) known.add(m.messageId);
+      }
+      const plan = planHistory({
+        frame,
+        before: s.recovery,
+        requested: recovering,
+        syncOffset,
+        known,
+        serverNow: Date.now() + serverClockSkew,
+        fadeMs: FADE_MS,
+      });
+      restoredSince = null;
+      set({ recovery: plan.after });
+      for (const { frame: m, remainingMs } of plan.show) add(receivedMessage(m, remainingMs));
+      if (plan.missedSome) showMissedNotice();
     };
 
     /** Adds a message, dropping the oldest delivered ones beyond MAX_MESSAGES. */
@@ -149,6 +247,11 @@ export function createChatStore(): ChatStore {
       for (const t of ackTimers.values()) clearTimeout(t);
       fadeTimers.clear();
       ackTimers.clear();
+      clearTimeout(missedTimer);
+      missedTimer = undefined;
+      recovering = false;
+      syncOffset = undefined;
+      restoredSince = null;
     };
 
     return {
@@ -158,10 +261,40 @@ export function createChatStore(): ChatStore {
       users: [],
       messages: [],
       notice: null,
+      cursors: {},
+      recovery: null,
+      missedNotice: null,
 
       setIdentity(userId, channel) {
         resetAll();
-        set({ userId, channel, users: [], messages: [], notice: null, connection: { status: 'idle' } });
+        set({
+          userId,
+          channel,
+          users: [],
+          messages: [],
+          notice: null,
+          cursors: {},
+          recovery: null,
+          missedNotice: null,
+          connection: { status: 'idle' },
+        });
+      },
+
+      restoreRecovery(saved) {
+        set({ recovery: saved.state });
+        restoredSince = saved.since;
+      },
+
+      recoveryPoint() {
+        const s = get();
+        const point = recoveryPoint(s.recovery, s.messages);
+        if (point === null || restoredSince === null) return point;
+        return { ...point, offset: Math.min(point.offset, restoredSince) };
+      },
+
+      beginConnection(asked) {
+        recovering = asked;
+        syncOffset = undefined;
       },
 
       setConnection(connection) {
@@ -204,27 +337,41 @@ export function createChatStore(): ChatStore {
         const s = get();
         if ('channel_id' in frame && s.channel !== null && frame.channel_id !== s.channel) return;
         switch (frame.type) {
-          case 'user_sync':
-            set({ users: sortedUnique(frame.users) });
+          case 'user_sync': {
+            const users = sortedUnique(frame.users);
+            const present = new Set(users);
+            const cursors = Object.fromEntries(Object.entries(s.cursors).filter(([u]) => present.has(u)));
+            set({ users, cursors });
+            syncOffset = frame.offset;
+            const serverNow = frame.timestamp === undefined ? Number.NaN : Date.parse(frame.timestamp);
+            serverClockSkew = Number.isNaN(serverNow) ? 0 : serverNow - Date.now();
             return;
+          }
           case 'user_joined':
             set({ users: sortedUnique([...s.users, frame.user_id]) });
             return;
-          case 'user_left':
-            set({ users: s.users.filter((u) => u !== frame.user_id) });
+          case 'user_left': {
+            // A connection that replaced an older one of this user (reload, handover) can
+            // hear that older one's departure after its own user_sync; while connected,
+            // this user is online whatever that says.
+            if (frame.user_id === s.userId && s.connection.status === 'connected') return;
+            const { [frame.user_id]: _gone, ...cursors } = s.cursors;
+            set({ users: s.users.filter((u) => u !== frame.user_id), cursors });
+            return;
+          }
+          case 'history':
+            applyHistory(frame);
+            return;
+          case 'cursor':
+            if (frame.user_id === s.userId) return;
+            set({ cursors: { ...s.cursors, [frame.user_id]: { position: frame.position, at: Date.now() } } });
             return;
           case 'chat': {
-            if (s.messages.some((m) => m.key === frame.message_id)) return;
-            add({
-              key: frame.message_id,
-              own: false,
-              userId: frame.user_id,
-              text: frame.payload,
-              position: frame.position,
-              status: 'received',
-              messageId: frame.message_id,
-              fadeStartedAt: startFade(frame.message_id),
-            });
+            if (s.messages.some((m) => m.key === frame.message_id || m.messageId === frame.message_id)) return;
+            const verdict = acceptLive(s.recovery, frame);
+            if (!verdict.accept) return;
+            if (verdict.state !== s.recovery) set({ recovery: verdict.state });
+            add(receivedMessage(frame, FADE_MS));
             return;
           }
           case 'ack': {
@@ -232,9 +379,14 @@ export function createChatStore(): ChatStore {
             // A late ack after a timeout still proves delivery; a retried copy may be queued.
             if (m === undefined || m.status === 'sent') return;
             clearTimer(ackTimers, m.key);
+            // The same message may already be on the canvas from history (sent before a
+            // reconnect, acked only now): keep one.
+            if (s.messages.some((x) => x.key === frame.message_id)) remove(frame.message_id);
             update(m.key, {
               status: 'sent',
               messageId: frame.message_id,
+              offset: frame.offset,
+              epoch: frame.epoch,
               error: undefined,
               fadeStartedAt: startFade(m.key),
             });
@@ -261,6 +413,21 @@ export function createChatStore(): ChatStore {
         for (const m of get().messages) {
           if (m.own && m.status === 'sending') failMessage(m.key, reason);
         }
+      },
+
+      requeueInFlight() {
+        for (const m of get().messages) {
+          if (m.own && m.status === 'sending') {
+            clearTimer(ackTimers, m.key);
+            update(m.key, { status: 'queued' });
+          }
+        }
+      },
+
+      dismissMissedNotice() {
+        clearTimeout(missedTimer);
+        missedTimer = undefined;
+        set({ missedNotice: null });
       },
 
       requeue(key) {
