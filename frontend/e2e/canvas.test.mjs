@@ -159,11 +159,17 @@ describe('finding activity on the canvas, against two gateway replicas', { timeo
     const channel = `handover-${RUN}`;
     const moved = await newPage('moved');
     const routes = [];
+    let release = () => {};
+    const held = new Promise((r) => {
+      release = r;
+    });
     // The page's socket goes through the test, which can close it the way a rebalancing
-    // gateway does; everything else is passed through untouched.
-    await moved.routeWebSocket(/\/api\/chat/, (ws) => {
-      ws.connectToServer();
+    // gateway does; everything else is passed through untouched. The reconnection is held
+    // until the peer has written, so something is sent while the page is between sockets.
+    await moved.routeWebSocket(/\/api\/chat/, async (ws) => {
       routes.push(ws);
+      if (routes.length > 1) await held;
+      ws.connectToServer();
     });
     await joinAs(moved, gateways[0].origin, 'moved', channel);
     const peer = await newPage('peer');
@@ -180,6 +186,13 @@ describe('finding activity on the canvas, against two gateway replicas', { timeo
     });
     await routes[0].close({ code: 4000, reason: 'rebalance' });
     await waitFor('a second connection', () => routes.length === 2, 3000, 20);
+    const resumed = new URL(routes[1].url());
+    assert.match(resumed.searchParams.get('since') ?? '', /^\d+$/, 'the new connection resumes with since');
+    assert.ok(resumed.searchParams.get('epoch'), 'and the epoch');
+    await writeAt(peer, 700, 420, 'during the move');
+    await peer.locator('[data-testid="message"][data-status="sent"]', { hasText: 'during the move' }).waitFor({ timeout: 5000 });
+    release();
+    await messageFrom(moved, 'peer', 'during the move').waitFor({ timeout: 5000 });
 
     await writeAt(moved, 300, 200, 'after the move');
     await messageFrom(peer, 'moved', 'after the move').waitFor({ timeout: 5000 });
@@ -187,6 +200,7 @@ describe('finding activity on the canvas, against two gateway replicas', { timeo
     await messageFrom(moved, 'peer', 'still here').waitFor({ timeout: 5000 });
     await moved.locator('[data-testid="message"][data-status="sent"]', { hasText: 'after the move' }).waitFor({ timeout: 5000 });
 
+    assert.equal(await messageFrom(moved, 'peer', 'during the move').count(), 1, 'recovered once');
     assert.deepEqual(await moved.evaluate(() => window.__statuses), [], 'the connection state never changed');
     assert.equal(await moved.getByTestId('notice').count(), 0, 'no error shown');
     assert.equal(await moved.getByTestId('missed-notice').count(), 0, 'nothing reported missing');
