@@ -104,6 +104,7 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     assert.equal(await seen.getAttribute('data-x'), '400');
     assert.equal(await seen.getAttribute('data-y'), '260');
     assert.equal(await seen.locator('.msg__text').textContent(), text, 'markup is shown as text');
+    assert.equal(await bob.getByTestId('announcer').textContent(), `alice says: ${text}`, 'read to screen readers');
     assert.equal(await bob.locator('[data-testid="message"] b').count(), 0);
 
     const [aBox, bBox, aCanvas, bCanvas] = await Promise.all([

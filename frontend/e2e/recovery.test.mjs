@@ -125,8 +125,18 @@ describe('history recovery in a real browser, against two gateway replicas', { t
     await messageFrom(bob, 'alice', 'after').waitFor({ timeout: 5000 });
     for (const text of ['while away 1', 'while away 2', 'after']) assert.equal(await countOf(bob, 'alice', text), 1, text);
     assert.equal(await bob.getByTestId('missed-notice').count(), 0, 'a complete recovery reports nothing');
+
+    // A newcomer sees what is still on the others' screens, part-way through its fade.
+    const dora = await newPage('dora');
+    await joinAs(dora, gateways[0].origin, 'dora', channel);
+    const late = messageFrom(dora, 'alice', 'after');
+    await late.waitFor({ timeout: 2000 });
+    const delay = await late.evaluate((el) => parseFloat(getComputedStyle(el).animationDelay));
+    assert.ok(delay < 0, `the fade resumes where the others' is (animation-delay ${delay}s)`);
+    assert.equal(await dora.getByTestId('missed-notice').count(), 0, 'a newcomer is not told about missed messages');
     await alice.close();
     await bob.close();
+    await dora.close();
   });
 
   step('a recovery the gateway cannot complete shows the notice once, quietly', async () => {
