@@ -5,8 +5,11 @@ import type { Position } from '../lib/protocol';
 import { useChat, useView } from '../state/context';
 import { useNow } from './hooks';
 
-/** Room between a marker's centre and the view's edge (half the marker plus a gap). */
-const INSET = 28;
+/**
+ * Room between a marker's centre and the view's edges: half the marker plus a gap, and at
+ * the bottom enough to stay clear of the online list and "Back to start".
+ */
+const INSETS = { top: 28, right: 28, bottom: 84, left: 28 };
 /** A message whose anchor is this close to the edge barely shows: it counts as off screen. */
 const VISIBLE_MARGIN = 12;
 
@@ -36,7 +39,7 @@ export function EdgeMarkers() {
   for (const m of messages) {
     if (m.own || m.userId === self) continue;
     if (isOnScreen(viewport, size, m.position, VISIBLE_MARGIN)) continue;
-    const edge = edgeMarker(viewport, size, m.position, INSET);
+    const edge = edgeMarker(viewport, size, m.position, INSETS);
     if (edge === null) continue;
     offscreen += 1;
     // Later messages replace earlier ones: the marker points at the newest.
@@ -45,7 +48,7 @@ export function EdgeMarkers() {
   }
   for (const [user, c] of Object.entries(cursors)) {
     if (byUser.has(user) || isIdle(c.at, now, CURSOR_IDLE_MS)) continue;
-    const edge = edgeMarker(viewport, size, c.position, INSET);
+    const edge = edgeMarker(viewport, size, c.position, INSETS);
     if (edge !== null) byUser.set(user, { ...edge, user, target: c.position, count: 0 });
   }
   const markers = [...byUser.values()].sort((a, b) => a.user.localeCompare(b.user));

@@ -56,6 +56,22 @@ describe('edgeMarker', () => {
     expect(m?.angle).toBeCloseTo(Math.atan2(700 - 350, -1000 - 195));
   });
 
+  it('keeps more room where the insets say so (controls along the bottom)', () => {
+    const insets = { top: 24, right: 24, bottom: 80, left: 24 };
+    const below = edgeMarker(INITIAL_VIEWPORT, phone, { x: 195, y: 5000 }, insets);
+    expect(below?.x).toBeCloseTo(195);
+    expect(below?.y).toBeCloseTo(700 - 80);
+    const above = edgeMarker(INITIAL_VIEWPORT, phone, { x: 195, y: -5000 }, insets);
+    expect(above?.y).toBeCloseTo(24);
+    const corner = edgeMarker(INITIAL_VIEWPORT, phone, { x: 5000, y: 5000 }, insets);
+    expect(corner).not.toBeNull();
+    if (corner === null) return;
+    expect(corner.x).toBeLessThanOrEqual(390 - 24 + 1e-9);
+    expect(corner.y).toBeLessThanOrEqual(700 - 80 + 1e-9);
+    // Still on the line from the centre to the point.
+    expect((corner.y - 350) / (corner.x - 195)).toBeCloseTo((5000 - 350) / (5000 - 195));
+  });
+
   it('always lands inside the view, whatever the direction', () => {
     for (let a = 0; a < 360; a += 7) {
       const r = (a * Math.PI) / 180;

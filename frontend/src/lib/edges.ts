@@ -25,21 +25,33 @@ export function isOnScreen(v: Viewport, size: Size, target: Position, margin = 0
   return p.x >= margin && p.y >= margin && p.x <= size.width - margin && p.y <= size.height - margin;
 }
 
+/** Room kept free along each edge of the view (px). */
+export interface Insets {
+  top: number;
+  right: number;
+  bottom: number;
+  left: number;
+}
+
 /**
  * The edge marker for a canvas point outside the view: on the border of the view shrunk
- * by `inset` (room for the marker itself), where the line from the centre to the point
- * crosses it. Null when the point is on screen or the view has no area.
+ * by `inset` (room for the marker itself, and for controls along an edge), where the line
+ * from the centre to the point crosses it. Null when the point is on screen or the view has
+ * no area.
  */
-export function edgeMarker(v: Viewport, size: Size, target: Position, inset: number): EdgePoint | null {
+export function edgeMarker(v: Viewport, size: Size, target: Position, inset: number | Insets): EdgePoint | null {
   if (size.width <= 0 || size.height <= 0) return null;
   if (isOnScreen(v, size, target)) return null;
+  const i = typeof inset === 'number' ? { top: inset, right: inset, bottom: inset, left: inset } : inset;
   const p = canvasToScreen(v, target);
   const cx = size.width / 2;
   const cy = size.height / 2;
   const dx = p.x - cx;
   const dy = p.y - cy;
-  const hx = Math.max(0, cx - inset);
-  const hy = Math.max(0, cy - inset);
+  // How far the centre may move towards each side; never negative, even on a tiny view.
+  const room = (edge: number) => Math.max(0, edge);
+  const hx = dx > 0 ? room(size.width - i.right - cx) : room(cx - i.left);
+  const hy = dy > 0 ? room(size.height - i.bottom - cy) : room(cy - i.top);
   // Scale the direction so it just reaches the inset border on its nearer side.
   const t = Math.min(dx === 0 ? Infinity : hx / Math.abs(dx), dy === 0 ? Infinity : hy / Math.abs(dy));
   return { x: cx + dx * t, y: cy + dy * t, angle: Math.atan2(dy, dx) };
