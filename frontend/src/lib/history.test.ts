@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   acceptLive,
+  afterAck,
   encodeSavedRecovery,
   fadeRemaining,
   parseSavedRecovery,
@@ -146,6 +147,17 @@ describe('acceptLive', () => {
     const { offset: _o, epoch: _e, ...bare } = chat('a', 1, 0);
     const state = { epoch: 'e1', seen: 5 };
     expect(acceptLive(state, bare)).toEqual({ accept: true, state });
+  });
+});
+
+describe('afterAck', () => {
+  it('moves seen only for the next offset of the same epoch', () => {
+    const state = { epoch: 'e1', seen: 5 };
+    expect(afterAck(state, 6, 'e1')).toEqual({ epoch: 'e1', seen: 6 });
+    expect(afterAck(state, 8, 'e1')).toBe(state);
+    expect(afterAck(state, 6, 'e2')).toBe(state);
+    expect(afterAck(state, undefined, undefined)).toBe(state);
+    expect(afterAck(null, 6, 'e1')).toBeNull();
   });
 });
 

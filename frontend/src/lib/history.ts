@@ -98,6 +98,15 @@ export function acceptLive(state: RecoveryState | null, frame: ChatIn): LiveVerd
   return { accept: true, state: { epoch, seen: offset } };
 }
 
+/**
+ * The ack of this page's own message: it moves `seen` only when it is the very next offset
+ * (an earlier chat from someone else may still be on its way otherwise).
+ */
+export function afterAck(state: RecoveryState | null, offset: number | undefined, epoch: string | undefined): RecoveryState | null {
+  if (state === null || offset === undefined || epoch !== state.epoch) return state;
+  return offset === state.seen + 1 ? { epoch, seen: offset } : state;
+}
+
 /** A message still on the canvas, for choosing where recovery starts. */
 export interface Shown {
   offset?: number;

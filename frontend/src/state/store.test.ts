@@ -279,6 +279,33 @@ describe('history and recovery', () => {
     expect(s().missedNotice).toBeNull();
   });
 
+  it('own messages that faded do not come back from history as missed', () => {
+    s().beginConnection(false);
+    s().receive({ type: 'user_sync', channel_id: 'room', users: ['alice'], epoch: 'e1', offset: 0 });
+    s().receive({ type: 'history', channel_id: 'room', epoch: 'e1', recovered: false, messages: [] });
+    s().compose('c-1', 'mine', at);
+    s().markSending('c-1');
+    s().receive({ type: 'ack', client_msg_id: 'c-1', message_id: 'm-1', offset: 1, epoch: 'e1' });
+    expect(s().recovery).toEqual({ epoch: 'e1', seen: 1 });
+    // Someone else's message was published between two of ours: seen stays before it.
+    s().compose('c-2', 'mine too', at);
+    s().markSending('c-2');
+    s().receive({ type: 'ack', client_msg_id: 'c-2', message_id: 'm-3', offset: 3, epoch: 'e1' });
+    expect(s().recovery).toEqual({ epoch: 'e1', seen: 1 });
+    vi.advanceTimersByTime(FADE_MS);
+    expect(s().messages).toEqual([]);
+    s().beginConnection(true);
+    s().receive({
+      type: 'history',
+      channel_id: 'room',
+      epoch: 'e1',
+      recovered: true,
+      messages: [chatAt('m-2', 2, 3000), { ...chatAt('m-3', 3, 3000, 'alice') }],
+    });
+    expect(s().messages.map((m) => m.key)).toEqual(['m-2']);
+    expect(s().recovery).toEqual({ epoch: 'e1', seen: 3 });
+  });
+
   it('requeueInFlight puts messages on the wire back in the queue, keeping their ids', () => {
     s().compose('c-1', 'one', at);
     s().markSending('c-1');

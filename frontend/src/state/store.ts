@@ -4,6 +4,7 @@
 import { createStore, type StoreApi } from 'zustand/vanilla';
 import {
   acceptLive,
+  afterAck,
   planHistory,
   recoveryPoint,
   type RecoveryState,
@@ -20,6 +21,8 @@ export const MAX_UNSENT = 50;
 /** Messages kept on the canvas at most; the oldest delivered ones go first. */
 export const MAX_MESSAGES = 500;
 const NOTICE_MS = 8000;
+/** Own acked message ids remembered after they fade, so history does not bring them back. */
+const MAX_ACKED_IDS = 1000;
 /** How long the "some messages may have been missed" line stays (it can be dismissed). */
 export const MISSED_NOTICE_MS = 12_000;
 
@@ -135,6 +138,8 @@ export function createChatStore(): ChatStore {
   let serverClockSkew = 0;
   // After a reload, where the previous page asked to resume from (its messages are gone).
   let restoredSince: number | null = null;
+  // Ids of own messages the gateway confirmed; insertion order, so the oldest go first.
+  const ackedIds = new Set<string>();
 
   const clearTimer = (timers: Map<string, ReturnType<typeof setTimeout>>, key: string) => {
     const t = timers.get(key);
@@ -197,7 +202,7 @@ export function createChatStore(): ChatStore {
 
     const applyHistory = (frame: History) => {
       const s = get();
-      const known = new Set<string>();
+      const known = new Set<string>(ackedIds);
       for (const m of s.messages) {
         known.add(m.key);
         if (m.messageId !== undefined) known.add(m.messageId);
@@ -252,6 +257,7 @@ export function createChatStore(): ChatStore {
       recovering = false;
       syncOffset = undefined;
       restoredSince = null;
+      ackedIds.clear();
     };
 
     return {
@@ -382,6 +388,13 @@ export function createChatStore(): ChatStore {
             // The same message may already be on the canvas from history (sent before a
             // reconnect, acked only now): keep one.
             if (s.messages.some((x) => x.key === frame.message_id)) remove(frame.message_id);
+            ackedIds.add(frame.message_id);
+            for (const id of ackedIds) {
+              if (ackedIds.size <= MAX_ACKED_IDS) break;
+              ackedIds.delete(id);
+            }
+            const recovery = afterAck(s.recovery, frame.offset, frame.epoch);
+            if (recovery !== s.recovery) set({ recovery });
             update(m.key, {
               status: 'sent',
               messageId: frame.message_id,
