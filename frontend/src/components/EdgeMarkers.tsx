@@ -3,7 +3,7 @@ import { directionWords, edgeMarker, isOnScreen, type EdgePoint } from '../lib/e
 import { userColour } from '../lib/identity';
 import type { Position } from '../lib/protocol';
 import { useChat, useView } from '../state/context';
-import { useNow } from './hooks';
+import { useNow, usePrefersReducedMotion } from './hooks';
 
 /**
  * Room between a marker's centre and the view's edges: half the marker plus a gap, and at
@@ -33,6 +33,7 @@ export function EdgeMarkers() {
   const size = useView((v) => v.size);
   const goTo = useView((v) => v.goTo);
   const now = useNow(Object.keys(cursors).length > 0, 1000);
+  const reduced = usePrefersReducedMotion();
 
   const byUser = new Map<string, Marker>();
   let offscreen = 0;
@@ -69,7 +70,7 @@ export function EdgeMarkers() {
             data-count={m.count}
             aria-label={`${what}, ${directionWords(m.angle)} off screen. Go there.`}
             title={`${what}: go there`}
-            onClick={() => goTo(m.target)}
+            onClick={() => goTo(m.target, !reduced)}
           >
             <span className="edge__pointer" style={{ transform: `rotate(${m.angle}rad)` }} aria-hidden="true" />
             <span className="edge__initial" aria-hidden="true">

@@ -2,6 +2,7 @@ import { useState } from 'react';
 import { whereIs } from '../lib/follow';
 import { userColour } from '../lib/identity';
 import { useChat, useChatStore, useViewStore } from '../state/context';
+import { usePrefersReducedMotion } from './hooks';
 
 function wideScreen(): boolean {
   return typeof window.matchMedia === 'function' && window.matchMedia('(min-width: 700px)').matches;
@@ -16,12 +17,13 @@ export function PresencePanel() {
   const [open, setOpen] = useState(wideScreen);
   const store = useChatStore();
   const view = useViewStore();
+  const reduced = usePrefersReducedMotion();
 
   // Follow: pan to where that user is or last wrote; for oneself, to one's latest message.
   const goToUser = (user: string) => {
     const s = store.getState();
     const target = whereIs(user, s.messages, s.cursors, Date.now());
-    if (target !== null) view.getState().goTo(target);
+    if (target !== null) view.getState().goTo(target, !reduced);
     else if (user === self) view.getState().recentre();
   };
 

@@ -67,6 +67,7 @@ describe('EdgeMarkers', () => {
     chat('a', 'bob', 1000, 300);
     chat('b', 'bob', 1100, 320);
     act(() => markers()[0]?.click());
+    act(() => vi.advanceTimersByTime(1000)); // the glide
     expect(canvasToScreen(view.getState().viewport, { x: 1100, y: 320 })).toEqual({ x: 195, y: 350 });
     // Both are in view now.
     expect(markers()).toEqual([]);

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
   applyPinch,
+  blendViewport,
+  easeOut,
   canvasToScreen,
   classifyWheel,
   MAX_SCALE,
@@ -69,5 +71,19 @@ describe('wheel', () => {
     expect(wheelZoomFactor({ ...wheel, deltaY: 100 })).toBeLessThan(1);
     expect(wheelZoomFactor({ ...wheel, deltaY: -100 })).toBeGreaterThan(1);
     expect(wheelZoomFactor({ ...wheel, deltaY: 1e6 })).toBe(wheelZoomFactor({ ...wheel, deltaY: 100 }));
+  });
+});
+
+describe('blendViewport and easeOut', () => {
+  it('goes from one view to the other, ending exactly there', () => {
+    const a = { scale: 1, offsetX: 0, offsetY: 0 };
+    const b = { scale: 2, offsetX: -100, offsetY: 50 };
+    expect(blendViewport(a, b, 0)).toEqual(a);
+    expect(blendViewport(a, b, 0.5)).toEqual({ scale: 1.5, offsetX: -50, offsetY: 25 });
+    expect(blendViewport(a, b, 1)).toEqual(b);
+    expect(blendViewport(a, b, 7)).toEqual(b);
+    expect(easeOut(0)).toBe(0);
+    expect(easeOut(1)).toBe(1);
+    expect(easeOut(0.5)).toBeGreaterThan(0.5);
   });
 });

@@ -83,3 +83,19 @@ export function applyPinch(v: Viewport, from: Pinch, to: Pinch): Viewport {
   const m1 = mid(to);
   return zoomAt(pan(v, m1.x - m0.x, m1.y - m0.y), m1, factor);
 }
+
+/** The viewport `k` of the way from `a` to `b` (0..1), for a short glide between views. */
+export function blendViewport(a: Viewport, b: Viewport, k: number): Viewport {
+  const t = Math.min(1, Math.max(0, k));
+  return {
+    scale: a.scale + (b.scale - a.scale) * t,
+    offsetX: a.offsetX + (b.offsetX - a.offsetX) * t,
+    offsetY: a.offsetY + (b.offsetY - a.offsetY) * t,
+  };
+}
+
+/** Ease-out cubic: quick start, gentle stop. */
+export function easeOut(t: number): number {
+  const u = 1 - Math.min(1, Math.max(0, t));
+  return 1 - u * u * u;
+}
