@@ -130,15 +130,16 @@ describe('finding activity on the canvas, against two gateway replicas', { timeo
     await joinAs(other, gateways[1].origin, 'other', channel);
     await waitOnline(desk, ['desk', 'other']);
 
-    await writeAt(other, 1100, 700, 'find me here');
-    const seen = messageFrom(desk, 'other', 'find me here');
-    await seen.waitFor({ timeout: 5000 });
-    // Drag the view far away, so the message is off screen.
+    // Drag the view far away first (a drag is slow in a loaded headless browser, and the
+    // message fades after 5 s).
     const box = await canvasBox(desk);
     await desk.mouse.move(box.x + 100, box.y + 100);
     await desk.mouse.down();
     await desk.mouse.move(box.x + 1100, box.y + 700, { steps: 2 });
     await desk.mouse.up();
+    await writeAt(other, 1100, 700, 'find me here');
+    const seen = messageFrom(desk, 'other', 'find me here');
+    await seen.waitFor({ state: 'attached', timeout: 5000 });
     assert.equal(await anchorInside(desk, seen), false, 'the message is off screen before following');
     await desk.getByRole('button', { name: /^other: go to/ }).click();
     const canvas = await canvasBox(desk);
