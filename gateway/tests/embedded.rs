@@ -176,3 +176,15 @@ async fn serves_the_frontend_with_cache_headers_and_spa_fallback() {
     assert_eq!(deep.status(), 200);
     assert!(deep.text().await.expect("body").contains("<title>canvas"));
 }
+
+#[tokio::test]
+async fn offsets_epochs_and_recovery_after_a_disconnect() {
+    let g = gateway().await;
+    scenarios::offsets_epochs_and_recovery_after_a_disconnect(&g, &g).await;
+}
+
+#[tokio::test]
+async fn a_resent_client_msg_id_is_delivered_once() {
+    let g = gateway().await;
+    scenarios::a_resent_client_msg_id_is_delivered_once(&g, &g).await;
+}

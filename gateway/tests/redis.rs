@@ -182,3 +182,17 @@ async fn redis_restart_turns_not_ready_then_recovers() {
     assert_eq!(alice.recv_type("ack").await["client_msg_id"], "up");
     assert_eq!(bob.recv_type("chat").await["payload"], "back");
 }
+
+#[tokio::test]
+async fn offsets_epochs_and_recovery_across_replicas() {
+    let redis = Redis::start().await;
+    let g = replicas(2, GatewayOptions::redis(&redis)).await;
+    scenarios::offsets_epochs_and_recovery_after_a_disconnect(&g[0], &g[1]).await;
+}
+
+#[tokio::test]
+async fn a_resent_client_msg_id_is_delivered_once_across_replicas() {
+    let redis = Redis::start().await;
+    let g = replicas(2, GatewayOptions::redis(&redis)).await;
+    scenarios::a_resent_client_msg_id_is_delivered_once(&g[0], &g[1]).await;
+}

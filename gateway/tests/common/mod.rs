@@ -239,6 +239,13 @@ fn empty_static_dir() -> PathBuf {
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+#[derive(Debug)]
+pub enum Event {
+    Frame(Value),
+    Closed(Option<u16>),
+    Timeout,
+}
+
 /// A WebSocket client speaking the chat protocol.
 pub struct Client {
     socket: Socket,
@@ -248,6 +255,11 @@ impl Client {
     pub async fn connect(url: &str) -> Client {
         let (socket, _) = connect_async(url).await.expect("websocket upgrade");
         Client { socket }
+    }
+
+    pub async fn try_connect(url: &str) -> Result<Client, tungstenite::Error> {
+        let (socket, _) = connect_async(url).await?;
+        Ok(Client { socket })
     }
 
     pub async fn connect_with_origin(
@@ -298,6 +310,24 @@ impl Client {
                 }
                 Message::Close(frame) => panic!("closed unexpectedly: {frame:?}"),
                 _ => continue,
+            }
+        }
+    }
+
+    /// The next frame, or the close: for clients that expect to be closed and reconnect.
+    pub async fn next_event(&mut self, wait: Duration) -> Event {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => return Event::Timeout,
+                Ok(None) | Ok(Some(Err(_))) => return Event::Closed(None),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return Event::Closed(frame.map(|f: CloseFrame| u16::from(f.code)));
+                }
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    return Event::Frame(serde_json::from_str(text.as_str()).expect("json frame"));
+                }
+                Ok(Some(Ok(_))) => continue,
             }
         }
     }

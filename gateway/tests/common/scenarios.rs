@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Client, Gateway, join, raw_get, users};
+use super::{Client, Gateway, history_offsets, join, join_since, raw_get, users};
 
 pub async fn sync_join_chat_ack_and_left(a: &Gateway, b: &Gateway) {
     let (mut alice, sync) = join(a, "alice", "lobby").await;
@@ -241,4 +241,85 @@ pub async fn probes_and_metrics(g: &Gateway) {
     ] {
         assert!(text.contains(needle), "missing {needle}:\n{text}");
     }
+}
+
+/// Sends a chat and returns its ack.
+pub async fn send(client: &mut Client, payload: &str, client_msg_id: &str) -> serde_json::Value {
+    client.chat(payload, 1.0, 2.0, client_msg_id).await;
+    let ack = client.recv_type("ack").await;
+    assert_eq!(ack["client_msg_id"], client_msg_id, "{ack}");
+    ack
+}
+
+pub async fn offsets_epochs_and_recovery_after_a_disconnect(a: &Gateway, b: &Gateway) {
+    let (mut alice, sync, history) = join_since(a, "alice", "recover", None).await;
+    assert_eq!(sync["offset"], 0, "a new channel: {sync}");
+    assert_eq!(history["recovered"], false);
+    assert_eq!(history_offsets(&history), Vec::<u64>::new());
+    let epoch = sync["epoch"].as_str().expect("epoch").to_owned();
+    let (mut bob, _) = join(b, "bob", "recover").await;
+    alice.recv_type("user_joined").await;
+
+    let first = send(&mut alice, "one", "r1").await;
+    assert_eq!(first["offset"], 1, "{first}");
+    assert_eq!(first["epoch"], epoch.as_str());
+    let seen = bob.recv_type("chat").await;
+    assert_eq!(
+        (seen["offset"].as_u64(), seen["epoch"].as_str()),
+        (Some(1), Some(epoch.as_str()))
+    );
+    bob.close().await;
+    for (i, id) in ["r2", "r3", "r4"].into_iter().enumerate() {
+        let ack = send(&mut alice, id, id).await;
+        assert_eq!(ack["offset"], i as u64 + 2, "consecutive: {ack}");
+    }
+    // Bob comes back on the other replica from where he stopped.
+    let (mut bob, sync, history) = join_since(a, "bob", "recover", Some((1, &epoch))).await;
+    assert_eq!(sync["offset"], 4, "{sync}");
+    assert_eq!(history["recovered"], true, "{history}");
+    assert_eq!(history_offsets(&history), vec![2, 3, 4]);
+    assert_eq!(history["messages"][0]["payload"], "r2");
+    let live = send(&mut alice, "five", "r5").await;
+    let next = bob.recv_type("chat").await;
+    assert_eq!(
+        next["offset"], live["offset"],
+        "live resumes right after the history"
+    );
+    bob.expect_silence(Duration::from_millis(300)).await;
+
+    // A newcomer gets the last few seconds, not recovered; a stale epoch is not recovered.
+    let (_carol, _, history) = join_since(b, "carol", "recover", None).await;
+    assert_eq!(history["recovered"], false);
+    assert_eq!(history_offsets(&history), vec![1, 2, 3, 4, 5]);
+    let (_dave, sync, history) = join_since(b, "dave", "recover", Some((2, "0123abcd"))).await;
+    assert_eq!(history["recovered"], false, "{history}");
+    assert_eq!(sync["epoch"], epoch.as_str());
+    assert_eq!(
+        history_offsets(&history),
+        vec![1, 2, 3, 4, 5],
+        "the replay window"
+    );
+}
+
+pub async fn a_resent_client_msg_id_is_delivered_once(a: &Gateway, b: &Gateway) {
+    let (mut alice, _) = join(a, "alice", "resend").await;
+    let (mut bob, _) = join(b, "bob", "resend").await;
+    alice.recv_type("user_joined").await;
+    let first = send(&mut alice, "once", "same-id").await;
+    let again = send(&mut alice, "once", "same-id").await;
+    assert_eq!(
+        again["message_id"], first["message_id"],
+        "the first send's id"
+    );
+    assert_eq!(again["offset"], first["offset"]);
+    assert_eq!(
+        bob.recv_type("chat").await["message_id"],
+        first["message_id"]
+    );
+    bob.expect_silence(Duration::from_millis(400)).await;
+    // A reconnecting tab of the same user resending it is recognised too.
+    let (mut tab, _) = join(b, "alice", "resend").await;
+    let third = send(&mut tab, "once", "same-id").await;
+    assert_eq!(third["offset"], first["offset"]);
+    bob.expect_silence(Duration::from_millis(300)).await;
 }
