@@ -1,4 +1,6 @@
-//! Documented defaults of every CanvasChat field (serde and the CRD schema both use these).
+//! Documented defaults of every CanvasChat field. Serde fills them when reading an object;
+//! the CRD schema carries none (see `crd()`), and image, resources and security contexts are
+//! filled in by the operator when it builds the children.
 
 use std::collections::BTreeMap;
 
@@ -9,8 +11,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::spec::ScalingBehavior;
 
-/// Default gateway image.
-pub const GATEWAY_IMAGE: &str = "ghcr.io/canvaschat/canvaschat-gateway:0.1.0";
+/// Repository of the default gateway image; the tag is the release of this crate.
+pub const GATEWAY_IMAGE_REPOSITORY: &str = "ghcr.io/canvaschat/canvaschat-gateway";
 /// Default Redis image.
 pub const REDIS_IMAGE: &str = "redis:7.4-alpine";
 /// uid/gid the gateway image runs as.
@@ -22,8 +24,9 @@ const REDIS_GID: i64 = 1000;
 pub fn enabled() -> bool {
     true
 }
+/// The gateway release matching this operator build.
 pub fn gateway_image() -> String {
-    GATEWAY_IMAGE.to_owned()
+    format!("{GATEWAY_IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION"))
 }
 pub fn redis_image() -> String {
     REDIS_IMAGE.to_owned()

@@ -27,10 +27,11 @@ use crate::validation::limits;
     doc = "A CanvasChat is a running real-time canvas chat: gateway Deployment, Redis, Service, autoscaler and optional Ingress, managed by canvaschat-operator.",
     status = "CanvasChatStatus",
     printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
+    printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 47").message("metadata.name must start with a letter, contain only lowercase letters, digits and '-', and be at most 47 characters (child names such as NAME-redis-headless must stay valid DNS labels)"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 46").message("metadata.name must start with a letter, contain only lowercase letters, digits and '-', and be at most 46 characters: the Redis pods' controller-revision-hash label, NAME-redis-<10 character hash>, must fit in 63"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CanvasChatSpec {
@@ -57,6 +58,24 @@ pub struct CanvasChatSpec {
     #[serde(default)]
     pub ingress: IngressSpec,
 }
+
+/// CEL: a user-supplied container security context may not ask for privileges. Mirrored by
+/// `validation::unsafe_container_context`.
+const SAFE_CONTAINER_CONTEXT: &str = "!has(self.securityContext) || (\
+(!has(self.securityContext.privileged) || !self.securityContext.privileged) && \
+(!has(self.securityContext.allowPrivilegeEscalation) || !self.securityContext.allowPrivilegeEscalation) && \
+(!has(self.securityContext.capabilities) || !has(self.securityContext.capabilities.add) || size(self.securityContext.capabilities.add) == 0) && \
+(!has(self.securityContext.runAsUser) || self.securityContext.runAsUser != 0) && \
+(!has(self.securityContext.runAsNonRoot) || self.securityContext.runAsNonRoot) && \
+(!has(self.securityContext.procMount) || self.securityContext.procMount == 'Default') && \
+(!has(self.securityContext.windowsOptions) || !has(self.securityContext.windowsOptions.hostProcess) || !self.securityContext.windowsOptions.hostProcess))";
+const SAFE_CONTAINER_MESSAGE: &str = "securityContext may not set privileged, allowPrivilegeEscalation, capabilities.add, runAsUser 0, runAsNonRoot false, an unmasked procMount or windowsOptions.hostProcess (see the chart README to opt out)";
+/// CEL: the same for the pod-level security context.
+const SAFE_POD_CONTEXT: &str = "!has(self.podSecurityContext) || (\
+(!has(self.podSecurityContext.runAsUser) || self.podSecurityContext.runAsUser != 0) && \
+(!has(self.podSecurityContext.runAsNonRoot) || self.podSecurityContext.runAsNonRoot) && \
+(!has(self.podSecurityContext.windowsOptions) || !has(self.podSecurityContext.windowsOptions.hostProcess) || !self.podSecurityContext.windowsOptions.hostProcess))";
+const SAFE_POD_MESSAGE: &str = "podSecurityContext may not set runAsUser 0, runAsNonRoot false or windowsOptions.hostProcess (see the chart README to opt out)";
 
 /// How an image is pulled.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -99,11 +118,17 @@ pub struct Scheduling {
 /// The gateway Deployment.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(SAFE_CONTAINER_CONTEXT).message(SAFE_CONTAINER_MESSAGE),
+    validation = Rule::new(SAFE_POD_CONTEXT).message(SAFE_POD_MESSAGE)
+)]
 pub struct GatewaySpec {
-    /// Gateway container image. Default: ghcr.io/canvaschat/canvaschat-gateway:0.1.0.
-    #[serde(default = "defaults::gateway_image")]
+    /// Gateway container image. Default: the gateway release matching the operator
+    /// (ghcr.io/canvaschat/canvaschat-gateway:<operator version>, set by the operator's chart),
+    /// filled in at reconcile time so an operator upgrade moves chats that do not pin one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
-    pub image: String,
+    pub image: Option<String>,
 
     /// Image pull policy. Default: IfNotPresent.
     #[serde(default)]
@@ -116,8 +141,8 @@ pub struct GatewaySpec {
 
     /// CPU and memory requests and limits of the gateway container.
     /// Default: requests cpu 100m / memory 128Mi, limit memory 256Mi.
-    #[serde(default = "defaults::gateway_resources")]
-    pub resources: ResourceRequirements,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
 
     /// Chat behaviour, passed to the gateway as CANVASCHAT_* environment variables.
     #[serde(default)]
@@ -139,30 +164,33 @@ pub struct GatewaySpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pod_annotations: BTreeMap<String, String>,
 
-    /// Pod-level security context. Default: non-root uid/gid 10001, RuntimeDefault seccomp.
-    #[serde(default = "defaults::gateway_pod_security_context")]
-    pub pod_security_context: PodSecurityContext,
+    /// Pod-level security context, replacing the default as a whole. Default: non-root
+    /// uid/gid 10001, RuntimeDefault seccomp. Root and host-process settings are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security_context: Option<PodSecurityContext>,
 
-    /// Container security context. Default: non-root, read-only root filesystem, no
-    /// privilege escalation, all capabilities dropped, RuntimeDefault seccomp.
-    #[serde(default = "defaults::container_security_context")]
-    pub security_context: SecurityContext,
+    /// Container security context, replacing the default as a whole. Default: non-root,
+    /// read-only root filesystem, no privilege escalation, all capabilities dropped,
+    /// RuntimeDefault seccomp. Privileged, added capabilities, privilege escalation and root
+    /// are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
 }
 
 impl Default for GatewaySpec {
     fn default() -> Self {
         Self {
-            image: defaults::gateway_image(),
+            image: None,
             image_pull_policy: PullPolicy::default(),
             replicas: defaults::gateway_replicas(),
-            resources: defaults::gateway_resources(),
+            resources: None,
             settings: GatewaySettings::default(),
             autoscaling: AutoscalingSpec::default(),
             pod_disruption_budget: PodDisruptionBudgetSpec::default(),
             scheduling: Scheduling::default(),
             pod_annotations: BTreeMap::new(),
-            pod_security_context: defaults::gateway_pod_security_context(),
-            security_context: defaults::container_security_context(),
+            pod_security_context: None,
+            security_context: None,
         }
     }
 }
@@ -201,7 +229,7 @@ impl LogLevel {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("self.presenceTtlSeconds > self.presenceHeartbeatSeconds").message("presenceTtlSeconds must be greater than presenceHeartbeatSeconds, otherwise live users expire between heartbeats")
+    validation = Rule::new("(has(self.presenceTtlSeconds) ? self.presenceTtlSeconds : 300) > (has(self.presenceHeartbeatSeconds) ? self.presenceHeartbeatSeconds : 60)").message("presenceTtlSeconds (default 300) must be greater than presenceHeartbeatSeconds (default 60), otherwise live users expire between heartbeats")
 )]
 pub struct GatewaySettings {
     /// Largest accepted client frame in bytes (CANVASCHAT_MAX_MESSAGE_BYTES). Default: 4096.
@@ -271,7 +299,7 @@ impl Default for GatewaySettings {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must be less than or equal to maxReplicas")
+    validation = Rule::new("(has(self.minReplicas) ? self.minReplicas : 2) <= (has(self.maxReplicas) ? self.maxReplicas : 10)").message("minReplicas (default 2) must be less than or equal to maxReplicas (default 10)")
 )]
 pub struct AutoscalingSpec {
     /// Create a HorizontalPodAutoscaler. When false, gateway.replicas is used. Default: true.
@@ -369,13 +397,17 @@ impl Default for PodDisruptionBudgetSpec {
 }
 
 /// The Redis StatefulSet (one replica).
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(SAFE_CONTAINER_CONTEXT).message(SAFE_CONTAINER_MESSAGE),
+    validation = Rule::new(SAFE_POD_CONTEXT).message(SAFE_POD_MESSAGE)
+)]
 pub struct RedisSpec {
-    /// Redis container image. Default: redis:7.4-alpine.
-    #[serde(default = "defaults::redis_image")]
+    /// Redis container image. Default: redis:7.4-alpine (filled in at reconcile time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
-    pub image: String,
+    pub image: Option<String>,
 
     /// Image pull policy. Default: IfNotPresent.
     #[serde(default)]
@@ -383,8 +415,8 @@ pub struct RedisSpec {
 
     /// CPU and memory requests and limits of the Redis container.
     /// Default: requests cpu 50m / memory 64Mi, limit memory 256Mi.
-    #[serde(default = "defaults::redis_resources")]
-    pub resources: ResourceRequirements,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
 
     /// Append-only-file persistence (appendonly yes). Default: true.
     #[serde(default = "defaults::enabled")]
@@ -394,9 +426,10 @@ pub struct RedisSpec {
     #[serde(default)]
     pub storage: StorageSpec,
 
-    /// Require a password. The Secret must be in the CanvasChat's namespace; the gateway and
-    /// Redis read it through secretKeyRef. Default: no password (a NetworkPolicy still admits
-    /// only gateway pods).
+    /// Secret holding the Redis password. It must be in the CanvasChat's namespace; Redis reads
+    /// it through its config on stdin and the gateway as CANVASCHAT_REDIS_PASSWORD, never on a
+    /// command line. Changing the Secret's contents rolls both. Default: the operator creates
+    /// Secret NAME-redis-auth with a random password (key `password`) and keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
 
@@ -404,29 +437,32 @@ pub struct RedisSpec {
     #[serde(default)]
     pub scheduling: Scheduling,
 
-    /// Pod-level security context. Default: non-root uid 999 / gid 1000 (the redis user of
-    /// the official image), fsGroup 1000, RuntimeDefault seccomp.
-    #[serde(default = "defaults::redis_pod_security_context")]
-    pub pod_security_context: PodSecurityContext,
+    /// Pod-level security context, replacing the default as a whole. Default: non-root
+    /// uid 999 / gid 1000 (the redis user of the official image), fsGroup 1000,
+    /// RuntimeDefault seccomp. Root and host-process settings are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security_context: Option<PodSecurityContext>,
 
-    /// Container security context. Default: non-root, read-only root filesystem, no
-    /// privilege escalation, all capabilities dropped, RuntimeDefault seccomp.
-    #[serde(default = "defaults::container_security_context")]
-    pub security_context: SecurityContext,
+    /// Container security context, replacing the default as a whole. Default: non-root,
+    /// read-only root filesystem, no privilege escalation, all capabilities dropped,
+    /// RuntimeDefault seccomp. Privileged, added capabilities, privilege escalation and root
+    /// are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
 }
 
 impl Default for RedisSpec {
     fn default() -> Self {
         Self {
-            image: defaults::redis_image(),
+            image: None,
             image_pull_policy: PullPolicy::default(),
-            resources: defaults::redis_resources(),
+            resources: None,
             append_only: true,
             storage: StorageSpec::default(),
             password_secret_ref: None,
             scheduling: Scheduling::default(),
-            pod_security_context: defaults::redis_pod_security_context(),
-            security_context: defaults::container_security_context(),
+            pod_security_context: None,
+            security_context: None,
         }
     }
 }
@@ -436,7 +472,7 @@ impl Default for RedisSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("self.enabled == oldSelf.enabled && self.size == oldSelf.size && has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("redis.storage enabled, size and storageClassName cannot change after creation (StatefulSet volume claim templates are immutable); resize the PVC itself, or recreate the CanvasChat")
+    validation = Rule::new("(has(self.enabled) ? self.enabled : true) == (has(oldSelf.enabled) ? oldSelf.enabled : true) && (has(self.size) ? self.size : '1Gi') == (has(oldSelf.size) ? oldSelf.size : '1Gi') && has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("redis.storage enabled, size and storageClassName cannot change after creation (StatefulSet volume claim templates are immutable); resize the PVC itself, or recreate the CanvasChat")
 )]
 pub struct StorageSpec {
     /// Use a PersistentVolumeClaim for /data. When false, an emptyDir is used and data is

@@ -6,18 +6,23 @@ use serde::{Deserialize, Serialize};
 pub const CONDITION_READY: &str = "Ready";
 /// Condition type: a rollout or scale operation is under way.
 pub const CONDITION_PROGRESSING: &str = "Progressing";
-/// Condition type: something needs a human (invalid spec, failed apply, failed rollout).
+/// Condition type: something needs a human (invalid spec, failed apply, failed rollout,
+/// crash-looping or unschedulable pods).
 pub const CONDITION_DEGRADED: &str = "Degraded";
+/// Condition type: `spec.paused` is true, so the latest generation is not applied.
+pub const CONDITION_PAUSED: &str = "Paused";
 
 /// Observed state of a CanvasChat, computed by the operator from its children.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct CanvasChatStatus {
-    /// The metadata.generation this status was computed for.
+    /// The latest metadata.generation the operator applied. It does not advance while the
+    /// chat is paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, Progressing and Degraded, each with a reason and message.
+    /// Ready, Progressing, Degraded and Paused, each with a reason and message; one per type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Gateway pods that exist (from the Deployment status).
     #[serde(default)]

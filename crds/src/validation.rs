@@ -4,6 +4,10 @@
 
 use std::fmt;
 
+use k8s_openapi::api::core::v1::{
+    PodSecurityContext, SecurityContext, WindowsSecurityContextOptions,
+};
+
 use crate::spec::{CanvasChat, CanvasChatSpec};
 
 /// Bounds shared by the CRD schema and [`CanvasChat::validate`].
@@ -18,9 +22,10 @@ pub mod limits {
     pub const MAX_CONNECTIONS: i32 = 1_000_000;
     pub const MAX_UTILIZATION_PERCENT: i32 = 500;
     pub const MAX_ALLOWED_ORIGINS: usize = 64;
-    /// Longest CanvasChat name whose derived child names (NAME-redis-headless) stay valid
-    /// DNS labels of at most 63 characters with room for the StatefulSet pod suffix.
-    pub const MAX_NAME_LEN: usize = 47;
+    /// Longest CanvasChat name whose children all work: the Redis StatefulSet's pods carry
+    /// the label `controller-revision-hash: NAME-redis-<hash of up to 10 characters>`, which
+    /// must fit in 63 characters (46 + 6 + 1 + 10 = 63).
+    pub const MAX_NAME_LEN: usize = 46;
 }
 
 /// Every problem found in one CanvasChat, each prefixed with its field path.
@@ -86,7 +91,7 @@ impl CanvasChat {
                     && name.len() <= limits::MAX_NAME_LEN,
                 || {
                     format!(
-                        "metadata.name: {name:?} must start with a letter, contain only lowercase letters, digits and '-', and be at most {} characters",
+                        "metadata.name: {name:?} must start with a letter, contain only lowercase letters, digits and '-', and be at most {} characters (the Redis pods' controller-revision-hash label must fit in 63)",
                         limits::MAX_NAME_LEN
                     )
                 },
@@ -105,9 +110,15 @@ impl CanvasChat {
 fn validate_spec(spec: &CanvasChatSpec, p: &mut Problems) {
     use limits::*;
     let g = &spec.gateway;
-    p.check(!g.image.is_empty(), || {
+    p.check(g.image.as_ref().is_none_or(|i| !i.is_empty()), || {
         "spec.gateway.image: must not be empty".to_owned()
     });
+    security_contexts(
+        "spec.gateway",
+        g.pod_security_context.as_ref(),
+        g.security_context.as_ref(),
+        p,
+    );
     p.range(
         "spec.gateway.replicas",
         g.replicas,
@@ -219,9 +230,15 @@ fn validate_spec(spec: &CanvasChatSpec, p: &mut Problems) {
     );
 
     let r = &spec.redis;
-    p.check(!r.image.is_empty(), || {
+    p.check(r.image.as_ref().is_none_or(|i| !i.is_empty()), || {
         "spec.redis.image: must not be empty".to_owned()
     });
+    security_contexts(
+        "spec.redis",
+        r.pod_security_context.as_ref(),
+        r.security_context.as_ref(),
+        p,
+    );
     p.check(is_quantity(&r.storage.size), || {
         format!(
             "spec.redis.storage.size: {:?} is not a positive whole quantity such as 1Gi",
@@ -246,6 +263,46 @@ fn validate_spec(spec: &CanvasChatSpec, p: &mut Problems) {
     p.check(i.tls_secret_name.is_none() || i.host.is_some(), || {
         "spec.ingress: host is required when tlsSecretName is set".to_owned()
     });
+}
+
+/// Mirrors the CRD's CEL rules on user-supplied security contexts.
+fn security_contexts(
+    path: &str,
+    pod: Option<&PodSecurityContext>,
+    container: Option<&SecurityContext>,
+    p: &mut Problems,
+) {
+    let host_process =
+        |w: Option<&WindowsSecurityContextOptions>| w.and_then(|w| w.host_process).unwrap_or(false);
+    if let Some(pod) = pod {
+        let unsafe_pod = pod.run_as_user == Some(0)
+            || pod.run_as_non_root == Some(false)
+            || host_process(pod.windows_options.as_ref());
+        p.check(!unsafe_pod, || {
+            format!(
+                "{path}.podSecurityContext: may not set runAsUser 0, runAsNonRoot false or windowsOptions.hostProcess"
+            )
+        });
+    }
+    if let Some(c) = container {
+        let adds = c
+            .capabilities
+            .as_ref()
+            .and_then(|caps| caps.add.as_ref())
+            .is_some_and(|add| !add.is_empty());
+        let unsafe_container = c.privileged == Some(true)
+            || c.allow_privilege_escalation == Some(true)
+            || adds
+            || c.run_as_user == Some(0)
+            || c.run_as_non_root == Some(false)
+            || c.proc_mount.as_deref().is_some_and(|m| m != "Default")
+            || host_process(c.windows_options.as_ref());
+        p.check(!unsafe_container, || {
+            format!(
+                "{path}.securityContext: may not set privileged, allowPrivilegeEscalation, capabilities.add, runAsUser 0, runAsNonRoot false, an unmasked procMount or windowsOptions.hostProcess"
+            )
+        });
+    }
 }
 
 #[cfg(test)]
@@ -301,6 +358,30 @@ spec:
         assert!(is_dns_name("chat.example.com"));
         assert!(!is_dns_name("Chat.example.com"));
         assert!(!is_dns_name("chat..example.com"));
+    }
+
+    #[test]
+    fn privileged_security_contexts_are_refused() {
+        let cc = parse(
+            r#"
+apiVersion: canvaschat.io/v1alpha1
+kind: CanvasChat
+metadata: {name: demo}
+spec:
+  gateway:
+    securityContext: {privileged: true}
+  redis:
+    podSecurityContext: {runAsUser: 0}
+    securityContext: {capabilities: {add: [NET_ADMIN]}}
+"#,
+        );
+        let err = cc.validate().expect_err("privileged");
+        assert_eq!(err.problems.len(), 3, "{err}");
+        assert!(err.problems[0].starts_with("spec.gateway.securityContext"));
+        let safe = parse(
+            "apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata: {name: demo}\nspec: {gateway: {securityContext: {runAsNonRoot: true, capabilities: {drop: [ALL]}}}}\n",
+        );
+        assert_eq!(safe.validate(), Ok(()));
     }
 
     #[test]

@@ -48,7 +48,7 @@ fn crd_has_names_columns_and_status() {
         .flatten()
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(columns, ["Ready", "Replicas", "URL", "Age"]);
+    assert_eq!(columns, ["Ready", "Reason", "Replicas", "URL", "Age"]);
     assert!(
         version
             .subresources
@@ -58,12 +58,43 @@ fn crd_has_names_columns_and_status() {
     );
     let yaml = canvaschat_crds::crd_yaml().expect("CRD serialises");
     for rule in [
-        "self.minReplicas <= self.maxReplicas",
-        "self.presenceTtlSeconds > self.presenceHeartbeatSeconds",
+        "self.minReplicas : 2) <= (has(self.maxReplicas)",
+        "self.presenceTtlSeconds : 300) > (has(self.presenceHeartbeatSeconds)",
+        "self.securityContext.privileged",
+        "self.podSecurityContext.runAsUser != 0",
+        "size(self.metadata.name) <= 46",
         "!has(self.tlsSecretName) || has(self.host)",
         "self.metadata.name.matches",
-        "self.size == oldSelf.size",
+        "has(oldSelf.size) ? oldSelf.size",
     ] {
         assert!(yaml.contains(rule), "missing CEL rule {rule}");
     }
+}
+
+#[test]
+fn crd_stores_no_defaults_and_keys_conditions_by_type() {
+    let yaml = canvaschat_crds::crd_yaml().expect("CRD serialises");
+    let value: serde_yaml::Value = serde_yaml::from_str(&yaml).expect("CRD parses");
+    /// Whether a schema below `v` has a `default` (a property called "default" does not count).
+    fn has_default(v: &serde_yaml::Value, in_properties: bool) -> bool {
+        match v {
+            serde_yaml::Value::Mapping(m) => m.iter().any(|(k, child)| {
+                (!in_properties && k.as_str() == Some("default"))
+                    || has_default(child, !in_properties && k.as_str() == Some("properties"))
+            }),
+            serde_yaml::Value::Sequence(s) => s.iter().any(|c| has_default(c, false)),
+            _ => false,
+        }
+    }
+    assert!(
+        !has_default(&value, false),
+        "the CRD schema still carries a default"
+    );
+    let conditions = &value["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+        ["properties"]["conditions"];
+    assert_eq!(conditions["x-kubernetes-list-type"].as_str(), Some("map"));
+    assert_eq!(
+        conditions["x-kubernetes-list-map-keys"][0].as_str(),
+        Some("type")
+    );
 }

@@ -88,6 +88,11 @@ pub struct RunArgs {
     /// Seconds between periodic re-reconciles of every CanvasChat.
     #[arg(long, env = "CANVASCHAT_RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=86_400))]
     pub resync_seconds: u64,
+
+    /// Gateway image of every CanvasChat that does not set spec.gateway.image. The chart sets
+    /// the release matching the operator, so upgrading the operator rolls those chats.
+    #[arg(long, env = "CANVASCHAT_GATEWAY_IMAGE", default_value_t = canvaschat_crds::defaults::gateway_image())]
+    pub gateway_image: String,
 }
 
 #[cfg(test)]

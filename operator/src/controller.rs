@@ -1,42 +1,49 @@
-//! The reconcile pipeline: validate, build the desired children (pure), apply them with
-//! server-side apply, delete children the spec no longer wants, then compute status from what
-//! the children report and write it only when it changed.
+//! The reconcile pipeline: validate, resolve the Redis password Secret, build the desired
+//! children (pure), delete what the spec no longer wants, apply what changed (concurrently,
+//! skipping children whose live copy is what this process last applied), garbage-collect old
+//! ConfigMaps, then compute status from the stores and write it only when it changed.
+//! An unchanged CanvasChat costs no API request at all.
 
 use std::collections::HashMap;
-use std::fmt::Debug;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use canvaschat_crds::{
     CONDITION_PROGRESSING, CONDITION_READY, CanvasChat, CanvasChatStatus, SpecError,
 };
-use futures::StreamExt;
+use futures::future::{BoxFuture, join_all};
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::apply::{ApiFailure, Applied, apply};
 use crate::metrics::Metrics;
-use crate::resources::{self, BuildError, Desired, FIELD_MANAGER, MANAGED_BY_SELECTOR, Names};
+use crate::resources::{self, BuildError, BuildOptions, Desired, FIELD_MANAGER, Names};
 use crate::status::{self, ChildState, Outcome};
+use crate::stores::{self, Stores, controlled_by, get};
 
 /// Longest wait between retries of a failing CanvasChat.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);
 /// Failure counters kept for backoff; reset wholesale beyond this (only delays shrink).
 const MAX_TRACKED_FAILURES: usize = 4096;
+/// Old gateway ConfigMaps kept besides the current one: the Deployment's
+/// revisionHistoryLimit, so every ReplicaSet `rollout undo` can return to finds its config.
+const KEEP_OLD_CONFIG_MAPS: usize = 5;
+/// How soon to look again after deleting a StatefulSet for recreation.
+const RECREATE_RECHECK: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -46,22 +53,22 @@ pub enum Error {
     NoNamespace(String),
     #[error(transparent)]
     Build(#[from] BuildError),
-    #[error("could not apply {0}")]
-    Apply(String),
-    #[error("could not delete {kind} {name}: {source}")]
-    Delete {
-        kind: String,
-        name: String,
-        source: kube::Error,
-    },
-    #[error("could not read {kind} {name}: {source}")]
-    Read {
-        kind: String,
-        name: String,
-        source: kube::Error,
-    },
+    #[error("{}", join(.0))]
+    Api(Vec<ApiFailure>),
+    #[error("{0}")]
+    SecretMissing(String),
+    #[error("the watches stopped before their first listing")]
+    StoresClosed,
     #[error("could not write the status of CanvasChat {name}: {source}")]
     Status { name: String, source: kube::Error },
+}
+
+fn join(failures: &[ApiFailure]) -> String {
+    failures
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Error {
@@ -71,12 +78,22 @@ impl Error {
             Error::InvalidSpec(_) => "invalid_spec",
             Error::NoNamespace(_) => "no_namespace",
             Error::Build(_) => "build",
-            Error::Apply(_) => "apply",
-            Error::Delete { .. } => "delete",
-            Error::Read { .. } => "read",
+            Error::Api(_) => "api",
+            Error::SecretMissing(_) => "secret_missing",
+            Error::StoresClosed => "stores_closed",
             Error::Status { .. } => "status",
         }
     }
+}
+
+/// Operator-wide choices that shape every chat.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Periodic re-reconcile even when nothing changed (drift the watches missed); each
+    /// CanvasChat's is jittered by up to ±10% so they do not all come at once.
+    pub resync: Duration,
+    /// Gateway image of chats that do not pin one.
+    pub gateway_image: String,
 }
 
 /// Shared by every reconcile.
@@ -87,13 +104,14 @@ pub struct Context {
     /// adding an event per attempt.
     retries: Recorder,
     pub metrics: Arc<Metrics>,
-    /// Periodic re-reconcile even when nothing changed (drift the watches missed).
-    pub resync: Duration,
+    pub settings: Settings,
+    pub stores: Stores,
+    applied: Applied,
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Arc<Metrics>, resync: Duration) -> Self {
+    pub fn new(client: Client, metrics: Arc<Metrics>, settings: Settings, stores: Stores) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_owned(),
             instance: std::env::var("POD_NAME").ok(),
@@ -103,7 +121,9 @@ impl Context {
             reporter,
             client,
             metrics,
-            resync,
+            settings,
+            stores,
+            applied: Applied::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -126,6 +146,22 @@ impl Context {
     async fn retry_warning(&self, cc: &CanvasChat, reason: &str, note: String) {
         publish(&self.retries, cc, EventType::Warning, reason, note).await;
     }
+
+    /// The resync delay with jitter, so chats created together do not resync together.
+    fn resync(&self) -> Duration {
+        jittered(
+            self.settings.resync,
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish(),
+        )
+    }
+}
+
+/// `base` moved by up to ±10% according to `random`.
+pub fn jittered(base: Duration, random: u64) -> Duration {
+    let permille = 900 + random % 201;
+    base.mul_f64(permille as f64 / 1000.0)
 }
 
 async fn publish(
@@ -182,24 +218,125 @@ pub fn error_policy(cc: Arc<CanvasChat>, error: &Error, ctx: Arc<Context>) -> Ac
     Action::requeue(delay)
 }
 
-async fn apply<K>(client: &Client, namespace: &str, obj: &K) -> Result<(), String>
+/// A random password for the generated Secret: 244 bits from the OS generator (two v4 UUIDs).
+fn random_password() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// The hash of the Redis password, from the store; creates the generated Secret when the
+/// spec names none and it does not exist yet. Never rewrites an existing Secret.
+async fn password_hash(ctx: &Context, cc: &CanvasChat, ns: &str) -> Result<String, Error> {
+    let (name, key) = resources::password_secret(cc);
+    let value_hash = |secret: &Secret| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&key))
+            .map(|v| resources::short_hash(&v.0))
+    };
+    if let Some(secret) = get(&ctx.stores.secrets, ns, &name) {
+        return value_hash(&secret)
+            .ok_or_else(|| Error::SecretMissing(format!("Secret {name} has no key {key:?}")));
+    }
+    if cc.spec.redis.password_secret_ref.is_some() {
+        return Err(Error::SecretMissing(format!(
+            "Secret {name} (spec.redis.passwordSecretRef, type Opaque) does not exist in namespace {ns}"
+        )));
+    }
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let secret = resources::generated_secret(cc, &Names::of(cc), &random_password());
+    let created = match api.create(&PostParams::default(), &secret).await {
+        Ok(created) => created,
+        // Created by an earlier reconcile the store has not seen yet.
+        Err(kube::Error::Api(s)) if s.code == 409 => api
+            .get(&name)
+            .await
+            .map_err(|e| Error::Api(vec![ApiFailure::new("get", "Secret", &name, &e)]))?,
+        Err(e) => {
+            return Err(Error::Api(vec![ApiFailure::new(
+                "create", "Secret", &name, &e,
+            )]));
+        }
+    };
+    info!(name = %cc.name_any(), %ns, secret = %name, "created the Redis password Secret");
+    value_hash(&created)
+        .ok_or_else(|| Error::SecretMissing(format!("Secret {name} has no key {key:?}")))
+}
+
+/// Delete `name` of kind `K` if the store holds it and this CanvasChat controls it.
+async fn delete_controlled<K>(
+    ctx: &Context,
+    store: &Store<K>,
+    cc: &CanvasChat,
+    name: &str,
+    propagation: PropagationPolicy,
+) -> Result<bool, ApiFailure>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Serialize
         + DeserializeOwned
         + Clone
-        + Debug,
+        + std::fmt::Debug,
 {
-    let name = obj.meta().name.clone().unwrap_or_default();
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(obj),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| format!("{} {name}: {e}", K::kind(&())))
+    let ns = cc.namespace().unwrap_or_default();
+    let Some(existing) = get(store, &ns, name) else {
+        return Ok(false);
+    };
+    if !controlled_by(existing.as_ref(), cc) || existing.meta().deletion_timestamp.is_some() {
+        return Ok(false);
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let params = DeleteParams {
+        propagation_policy: Some(propagation),
+        ..Default::default()
+    };
+    ctx.applied.forget::<K>(&ns, name);
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(ApiFailure::new("delete", &K::kind(&()), name, &e)),
+    }
+}
+
+/// Remove optional children the spec no longer wants, the HPA first so it stops scaling the
+/// Deployment before fixed replicas are applied. Returns a note per deletion.
+async fn delete_unwanted(
+    ctx: &Context,
+    cc: &CanvasChat,
+    desired: &Desired,
+) -> Result<Vec<String>, ApiFailure> {
+    let names = Names::of(cc);
+    let s = &ctx.stores;
+    let mut deleted = Vec::new();
+    let background = || PropagationPolicy::Background;
+    if desired.hpa.is_none()
+        && delete_controlled(ctx, &s.hpas, cc, &names.gateway(), background()).await?
+    {
+        deleted.push(format!(
+            "deleted HorizontalPodAutoscaler {} (autoscaling disabled)",
+            names.gateway()
+        ));
+    }
+    if desired.pdb.is_none()
+        && delete_controlled(ctx, &s.pdbs, cc, &names.gateway(), background()).await?
+    {
+        deleted.push(format!(
+            "deleted PodDisruptionBudget {} (podDisruptionBudget disabled)",
+            names.gateway()
+        ));
+    }
+    if desired.ingress.is_none()
+        && delete_controlled(ctx, &s.ingresses, cc, &names.ingress(), background()).await?
+    {
+        deleted.push(format!(
+            "deleted Ingress {} (ingress disabled)",
+            names.ingress()
+        ));
+    }
+    Ok(deleted)
 }
 
 /// Field manager that keeps `spec.replicas` when autoscaling takes over from fixed replicas.
@@ -210,17 +347,12 @@ const HANDOVER_MANAGER: &str = "canvaschat-operator-handover";
 /// until the HPA reacts. Handing the current value to a separate manager first keeps the
 /// pod count; the HPA then takes the field over when it scales.
 async fn hand_replicas_to_hpa(
-    client: &Client,
+    ctx: &Context,
     ns: &str,
     desired: &Deployment,
-) -> Result<(), String> {
+) -> Result<(), ApiFailure> {
     let name = desired.metadata.name.clone().unwrap_or_default();
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let existing = api
-        .get_opt(&name)
-        .await
-        .map_err(|e| format!("Deployment {name}: {e}"))?;
-    let Some(existing) = existing else {
+    let Some(existing) = get(&ctx.stores.deployments, ns, &name) else {
         return Ok(());
     };
     let owned_by_us = existing.managed_fields().iter().any(|entry| {
@@ -236,6 +368,7 @@ async fn hand_replicas_to_hpa(
     let Some(replicas) = existing.spec.replicas.filter(|_| owned_by_us) else {
         return Ok(());
     };
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
     let patch = serde_json::json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -249,137 +382,184 @@ async fn hand_replicas_to_hpa(
     )
     .await
     .map(|_| ())
-    .map_err(|e| format!("Deployment {name} (replicas handover): {e}"))
+    .map_err(|e| ApiFailure::new("apply", "Deployment", &name, &e))
 }
 
-/// Apply every desired child. All are attempted; failures are collected.
-async fn apply_all(client: &Client, ns: &str, desired: &Desired) -> Vec<String> {
-    let mut failures = Vec::new();
-    let mut record = |r: Result<(), String>| {
-        if let Err(e) = r {
-            failures.push(e);
-        }
-    };
-    record(apply(client, ns, &desired.config_map).await);
-    record(apply(client, ns, &desired.redis_headless_service).await);
-    record(apply(client, ns, &desired.redis_service).await);
-    record(apply(client, ns, &desired.redis_network_policy).await);
-    record(apply(client, ns, &desired.redis_statefulset).await);
-    record(apply(client, ns, &desired.gateway_service).await);
-    record(apply(client, ns, &desired.gateway_deployment).await);
-    if let Some(hpa) = &desired.hpa {
-        record(apply(client, ns, hpa).await);
-    }
-    if let Some(pdb) = &desired.pdb {
-        record(apply(client, ns, pdb).await);
-    }
-    if let Some(ingress) = &desired.ingress {
-        record(apply(client, ns, ingress).await);
-    }
-    failures
-}
+type Applies<'a> = Vec<BoxFuture<'a, Result<bool, ApiFailure>>>;
 
-/// Delete `name` if it exists and this CanvasChat controls it. Returns whether it deleted.
-async fn delete_if_controlled<K>(
-    client: &Client,
-    cc: &CanvasChat,
-    name: &str,
-) -> Result<bool, Error>
-where
+fn push<'a, K>(
+    out: &mut Applies<'a>,
+    ctx: &'a Context,
+    ns: &'a str,
+    store: &'a Store<K>,
+    desired: &'a K,
+) where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + serde::Serialize
         + DeserializeOwned
         + Clone
-        + Debug,
+        + std::fmt::Debug
+        + Send
+        + Sync,
 {
-    let ns = cc.namespace().unwrap_or_default();
-    let api: Api<K> = Api::namespaced(client.clone(), &ns);
-    let kind = K::kind(&()).into_owned();
-    let existing = api.get_opt(name).await.map_err(|source| Error::Read {
-        kind: kind.clone(),
-        name: name.to_owned(),
-        source,
-    })?;
-    let Some(existing) = existing else {
-        return Ok(false);
-    };
-    let uid = cc.uid();
-    let controlled = existing
-        .owner_references()
-        .iter()
-        .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref());
-    if !controlled {
-        return Ok(false);
-    }
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
-        Err(source) => Err(Error::Delete {
-            kind,
-            name: name.to_owned(),
-            source,
-        }),
-    }
+    out.push(
+        async move {
+            let name = desired.meta().name.as_deref().unwrap_or_default();
+            let live = get(store, ns, name);
+            apply(&ctx.client, &ctx.applied, ns, desired, live.as_deref()).await
+        }
+        .boxed(),
+    );
 }
 
-/// Remove optional children the spec no longer wants; returns a note per deletion.
-async fn delete_unwanted(
-    client: &Client,
+/// Apply every child that changed: the ConfigMap first (the gateway pods need it), then all
+/// others at once. Returns how many were applied, and every failure.
+async fn apply_all(ctx: &Context, ns: &str, desired: &Desired) -> (usize, Vec<ApiFailure>) {
+    let s = &ctx.stores;
+    let mut applied = 0;
+    let mut failures = Vec::new();
+    match apply(
+        &ctx.client,
+        &ctx.applied,
+        ns,
+        &desired.config_map,
+        get(
+            &s.config_maps,
+            ns,
+            desired
+                .config_map
+                .meta()
+                .name
+                .as_deref()
+                .unwrap_or_default(),
+        )
+        .as_deref(),
+    )
+    .await
+    {
+        Ok(wrote) => applied += usize::from(wrote),
+        Err(e) => failures.push(e),
+    }
+    let mut rest: Applies<'_> = Vec::new();
+    push(
+        &mut rest,
+        ctx,
+        ns,
+        &s.services,
+        &desired.redis_headless_service,
+    );
+    push(&mut rest, ctx, ns, &s.services, &desired.redis_service);
+    push(
+        &mut rest,
+        ctx,
+        ns,
+        &s.network_policies,
+        &desired.redis_network_policy,
+    );
+    push(
+        &mut rest,
+        ctx,
+        ns,
+        &s.statefulsets,
+        &desired.redis_statefulset,
+    );
+    push(&mut rest, ctx, ns, &s.services, &desired.gateway_service);
+    push(
+        &mut rest,
+        ctx,
+        ns,
+        &s.deployments,
+        &desired.gateway_deployment,
+    );
+    if let Some(hpa) = &desired.hpa {
+        push(&mut rest, ctx, ns, &s.hpas, hpa);
+    }
+    if let Some(pdb) = &desired.pdb {
+        push(&mut rest, ctx, ns, &s.pdbs, pdb);
+    }
+    if let Some(ingress) = &desired.ingress {
+        push(&mut rest, ctx, ns, &s.ingresses, ingress);
+    }
+    for result in join_all(rest).await {
+        match result {
+            Ok(wrote) => applied += usize::from(wrote),
+            Err(e) => failures.push(e),
+        }
+    }
+    (applied, failures)
+}
+
+/// Gateway ConfigMaps of this chat other than the current one, beyond the newest
+/// [`KEEP_OLD_CONFIG_MAPS`]: pure, so it is unit tested.
+pub fn stale_config_maps(
     cc: &CanvasChat,
-    desired: &Desired,
-) -> Result<Vec<String>, Error> {
-    let names = Names::of(cc);
-    let mut deleted = Vec::new();
-    if desired.hpa.is_none()
-        && delete_if_controlled::<HorizontalPodAutoscaler>(client, cc, &names.gateway()).await?
-    {
-        deleted.push(format!(
-            "deleted HorizontalPodAutoscaler {} (autoscaling disabled)",
-            names.gateway()
-        ));
-    }
-    if desired.pdb.is_none()
-        && delete_if_controlled::<PodDisruptionBudget>(client, cc, &names.gateway()).await?
-    {
-        deleted.push(format!(
-            "deleted PodDisruptionBudget {} (podDisruptionBudget disabled)",
-            names.gateway()
-        ));
-    }
-    if desired.ingress.is_none()
-        && delete_if_controlled::<Ingress>(client, cc, &names.ingress()).await?
-    {
-        deleted.push(format!(
-            "deleted Ingress {} (ingress disabled)",
-            names.ingress()
-        ));
-    }
-    Ok(deleted)
+    current: &str,
+    config_maps: &[Arc<ConfigMap>],
+) -> Vec<String> {
+    let prefix = Names::of(cc).config_prefix();
+    let mut old: Vec<&ConfigMap> = config_maps
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|cm| {
+            let name = cm.name_any();
+            name != current
+                && name.starts_with(&prefix)
+                && controlled_by(*cm, cc)
+                && cm.metadata.deletion_timestamp.is_none()
+        })
+        .collect();
+    // Newest first; the name breaks ties so the order is stable.
+    old.sort_by(|a, b| {
+        b.metadata
+            .creation_timestamp
+            .cmp(&a.metadata.creation_timestamp)
+            .then_with(|| a.name_any().cmp(&b.name_any()))
+    });
+    old.into_iter()
+        .skip(KEEP_OLD_CONFIG_MAPS)
+        .map(ResourceExt::name_any)
+        .collect()
 }
 
-async fn observe_children(client: &Client, cc: &CanvasChat) -> Result<ChildState, Error> {
+async fn collect_config_maps(
+    ctx: &Context,
+    cc: &CanvasChat,
+    ns: &str,
+    current: &str,
+) -> Result<(), ApiFailure> {
+    let in_namespace: Vec<Arc<ConfigMap>> = ctx
+        .stores
+        .config_maps
+        .state_filter(|cm| cm.namespace().as_deref() == Some(ns));
+    for name in stale_config_maps(cc, current, &in_namespace) {
+        delete_controlled(
+            ctx,
+            &ctx.stores.config_maps,
+            cc,
+            &name,
+            PropagationPolicy::Background,
+        )
+        .await?;
+        debug!(%ns, configmap = %name, "deleted an old gateway ConfigMap");
+    }
+    Ok(())
+}
+
+/// What the stores hold for the chat's Deployment, StatefulSet and pods.
+fn observe_children(ctx: &Context, cc: &CanvasChat) -> ChildState {
     let names = Names::of(cc);
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &names.namespace);
-    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &names.namespace);
-    let deployment = deployments
-        .get_opt(&names.gateway())
-        .await
-        .map_err(|source| Error::Read {
-            kind: "Deployment".to_owned(),
-            name: names.gateway(),
-            source,
-        })?;
-    let statefulset = statefulsets
-        .get_opt(&names.redis())
-        .await
-        .map_err(|source| Error::Read {
-            kind: "StatefulSet".to_owned(),
-            name: names.redis(),
-            source,
-        })?;
-    Ok(ChildState::from_children(
-        deployment.as_ref(),
-        statefulset.as_ref(),
-    ))
+    let s = &ctx.stores;
+    let deployment = get(&s.deployments, &names.namespace, &names.gateway());
+    let statefulset = get(&s.statefulsets, &names.namespace, &names.redis());
+    let pods: Vec<Arc<Pod>> = s.pods.state_filter(|pod| {
+        pod.namespace().as_deref() == Some(names.namespace.as_str())
+            && pod.labels().get("app.kubernetes.io/instance") == Some(&names.instance)
+    });
+    ChildState::from_children(
+        deployment.as_deref(),
+        statefulset.as_deref(),
+        pods.iter().map(AsRef::as_ref),
+    )
 }
 
 /// Write `status` unless it equals the current one; returns whether it wrote.
@@ -452,13 +632,20 @@ async fn transition_events(ctx: &Context, cc: &CanvasChat, new: &CanvasChatStatu
 }
 
 async fn finish(ctx: &Context, cc: &CanvasChat, outcome: &Outcome) -> Result<(), Error> {
-    let children = observe_children(&ctx.client, cc).await?;
+    let children = observe_children(ctx, cc);
     let new = status::compute(cc, outcome, &children, Timestamp::now());
     transition_events(ctx, cc, &new).await;
     if write_status(ctx, cc, &new).await? {
         debug!(name = %cc.name_any(), "status updated");
     }
     Ok(())
+}
+
+/// The first failure's API reason, for the Degraded condition.
+fn first_reason(failures: &[ApiFailure]) -> String {
+    failures
+        .first()
+        .map_or_else(|| "Unknown".to_owned(), |f| f.reason.clone())
 }
 
 pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -471,6 +658,10 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
         // Garbage collection removes the children through their ownerReferences.
         return Ok(Action::await_change());
     }
+    // Decisions below read the stores; before their first listing they would look empty.
+    if !ctx.stores.ready().await {
+        return Err(Error::StoresClosed);
+    }
 
     if let Err(invalid) = cc.validate() {
         ctx.retry_warning(&cc, "InvalidSpec", invalid.to_string())
@@ -481,32 +672,105 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
 
     if cc.spec.paused {
         finish(&ctx, &cc, &Outcome::Paused).await?;
-        return Ok(Action::requeue(ctx.resync));
+        return Ok(Action::requeue(ctx.resync()));
     }
 
-    let desired = resources::build(&cc)?;
+    let password_hash = match password_hash(&ctx, &cc, &ns).await {
+        Ok(hash) => hash,
+        Err(Error::SecretMissing(message)) => {
+            ctx.retry_warning(&cc, "SecretMissing", message.clone())
+                .await;
+            finish(&ctx, &cc, &Outcome::SecretMissing(message.clone())).await?;
+            return Err(Error::SecretMissing(message));
+        }
+        Err(e) => return Err(e),
+    };
+    let options = BuildOptions {
+        gateway_image: ctx.settings.gateway_image.clone(),
+        password_hash: Some(password_hash),
+    };
+    let desired = resources::build(&cc, &options)?;
+
     let mut failures = Vec::new();
+    match delete_unwanted(&ctx, &cc, &desired).await {
+        Ok(notes) => {
+            for note in notes {
+                info!(%name, %ns, "{note}");
+                ctx.event(&cc, EventType::Normal, "Deleted", note).await;
+            }
+        }
+        Err(e) => failures.push(e),
+    }
     if desired.gateway_deployment.spec.replicas.is_none()
-        && let Err(e) = hand_replicas_to_hpa(&ctx.client, &ns, &desired.gateway_deployment).await
+        && let Err(e) = hand_replicas_to_hpa(&ctx, &ns, &desired.gateway_deployment).await
     {
         failures.push(e);
     }
-    failures.extend(apply_all(&ctx.client, &ns, &desired).await);
-    if !failures.is_empty() {
-        let message = failures.join("; ");
-        ctx.retry_warning(&cc, "ApplyFailed", message.clone()).await;
-        finish(&ctx, &cc, &Outcome::ApplyFailed(message.clone())).await?;
-        return Err(Error::Apply(message));
+    let (applied, apply_failures) = apply_all(&ctx, &ns, &desired).await;
+    failures.extend(apply_failures);
+
+    if let Some(pos) = failures
+        .iter()
+        .position(ApiFailure::is_immutable_statefulset_change)
+    {
+        let failure = failures.remove(pos);
+        let sts = desired.redis_statefulset.name_any();
+        // Orphan: the Redis pod and its claim stay and the new StatefulSet adopts them.
+        match delete_controlled(
+            &ctx,
+            &ctx.stores.statefulsets,
+            &cc,
+            &sts,
+            PropagationPolicy::Orphan,
+        )
+        .await
+        {
+            Ok(_) => {
+                let note = format!(
+                    "recreating StatefulSet {sts} (pods and volume claims kept): {}",
+                    failure.message
+                );
+                info!(%name, %ns, "{note}");
+                ctx.event(&cc, EventType::Normal, "RecreatingStatefulSet", note)
+                    .await;
+                if failures.is_empty() {
+                    finish(&ctx, &cc, &Outcome::RecreatingStatefulSet).await?;
+                    return Ok(Action::requeue(RECREATE_RECHECK));
+                }
+            }
+            Err(e) => failures.push(e),
+        }
     }
-    for note in delete_unwanted(&ctx.client, &cc, &desired).await? {
-        info!(%name, %ns, "{note}");
-        ctx.event(&cc, EventType::Normal, "Deleted", note).await;
+    if !failures.is_empty() {
+        let message = join(&failures);
+        ctx.retry_warning(&cc, "ApplyFailed", message.clone()).await;
+        let outcome = Outcome::ApplyFailed {
+            reason: first_reason(&failures),
+            message,
+        };
+        finish(&ctx, &cc, &outcome).await?;
+        return Err(Error::Api(failures));
+    }
+    if let Err(e) = collect_config_maps(
+        &ctx,
+        &cc,
+        &ns,
+        desired
+            .config_map
+            .meta()
+            .name
+            .as_deref()
+            .unwrap_or_default(),
+    )
+    .await
+    {
+        // Old ConfigMaps only cost space; report and go on.
+        warn!(%name, %ns, error = %e, "could not delete an old gateway ConfigMap");
     }
     let generation = cc.metadata.generation;
     if cc.status.as_ref().and_then(|s| s.observed_generation) != generation {
         let note = format!(
-            "applied {} objects for generation {}",
-            desired.to_values().map(|v| v.len()).unwrap_or_default(),
+            "applied generation {} ({applied} objects changed)",
             generation.unwrap_or_default()
         );
         info!(%name, %ns, "{note}");
@@ -514,38 +778,67 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
     }
     finish(&ctx, &cc, &Outcome::Applied).await?;
     ctx.failures().remove(&key(&cc));
-    Ok(Action::requeue(ctx.resync))
+    Ok(Action::requeue(ctx.resync()))
 }
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
+/// CanvasChats in `namespace` that use the Secret `secret` for their Redis password.
+fn chats_using_secret(chats: &Store<CanvasChat>, secret: &Secret) -> Vec<ObjectRef<CanvasChat>> {
+    let ns = secret.namespace();
+    let name = secret.name_any();
+    chats
+        .state()
+        .iter()
+        .filter(|cc| cc.namespace() == ns && resources::password_secret(cc).0 == name)
+        .map(|cc| ObjectRef::from_obj(cc.as_ref()))
+        .collect()
+}
+
+/// The CanvasChat a pod belongs to, from its instance label.
+fn chat_of_pod(pod: &Pod) -> Option<ObjectRef<CanvasChat>> {
+    let instance = pod.labels().get("app.kubernetes.io/instance")?;
+    Some(ObjectRef::new(instance).within(&pod.namespace()?))
 }
 
 /// Run the controller until `stop` is cancelled, watching `namespace` or all namespaces.
-pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, stop: CancellationToken) {
-    let client = ctx.client.clone();
-    let owned = watcher::Config::default().labels(MANAGED_BY_SELECTOR);
-    Controller::new(api::<CanvasChat>(&client, namespace), watcher::Config::default())
-        .owns(api::<ConfigMap>(&client, namespace), owned.clone())
-        .owns(api::<Service>(&client, namespace), owned.clone())
-        .owns(api::<StatefulSet>(&client, namespace), owned.clone())
-        .owns(api::<NetworkPolicy>(&client, namespace), owned.clone())
-        .owns(api::<Deployment>(&client, namespace), owned.clone())
-        .owns(api::<HorizontalPodAutoscaler>(&client, namespace), owned.clone())
-        .owns(api::<PodDisruptionBudget>(&client, namespace), owned.clone())
-        .owns(api::<Ingress>(&client, namespace), owned)
+pub async fn run(
+    client: Client,
+    metrics: Arc<Metrics>,
+    settings: Settings,
+    namespace: Option<&str>,
+    stop: CancellationToken,
+) {
+    let (stores, streams) = Stores::new(&client, namespace);
+    let ctx = Arc::new(Context::new(client.clone(), metrics, settings, stores));
+    let (chats, chats_writer) = reflector::store();
+    // Status writes do not change the generation, so they do not trigger a reconcile.
+    let chat_stream = watcher(
+        stores::api::<CanvasChat>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(chats_writer)
+    .applied_objects()
+    .predicate_filter(predicates::generation, Default::default());
+    let secret_chats = chats.clone();
+    Controller::for_stream(chat_stream, chats)
+        .owns_stream(streams.config_maps)
+        .owns_stream(streams.services)
+        .owns_stream(streams.statefulsets)
+        .owns_stream(streams.network_policies)
+        .owns_stream(streams.deployments)
+        .owns_stream(streams.hpas)
+        .owns_stream(streams.pdbs)
+        .owns_stream(streams.ingresses)
+        .watches_stream(streams.secrets, move |secret| {
+            chats_using_secret(&secret_chats, &secret)
+        })
+        .watches_stream(streams.pods, |pod| chat_of_pod(&pod))
         // Child status updates come in bursts during a rollout; coalesce them, and bound how
         // many CanvasChats reconcile at once.
         .with_config(
             controller::Config::default()
-                .debounce(Duration::from_millis(500))
-                .concurrency(8),
+                .debounce(Duration::from_millis(200))
+                .concurrency(16),
         )
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(reconcile, error_policy, ctx)
@@ -563,6 +856,8 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, stop: CancellationT
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+
     use super::*;
 
     #[test]
@@ -572,5 +867,68 @@ mod tests {
         assert_eq!(backoff(4), Duration::from_secs(40));
         assert_eq!(backoff(7), MAX_BACKOFF);
         assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn resync_jitter_stays_within_ten_percent() {
+        let base = Duration::from_secs(300);
+        assert_eq!(jittered(base, 0), Duration::from_secs(270));
+        assert_eq!(jittered(base, 200), Duration::from_secs(330));
+        assert_eq!(jittered(base, 100), base);
+        for random in [1, 7, 12_345, u64::MAX] {
+            let d = jittered(base, random);
+            assert!(d >= Duration::from_secs(270) && d <= Duration::from_secs(330));
+        }
+    }
+
+    fn chat() -> CanvasChat {
+        let mut cc = CanvasChat::new("demo", Default::default());
+        cc.metadata.namespace = Some("chat".into());
+        cc.metadata.uid = Some("uid-1".into());
+        cc
+    }
+
+    fn config_map(name: &str, second: i64, owner: &str) -> Arc<ConfigMap> {
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some(name.into());
+        cm.metadata.namespace = Some("chat".into());
+        cm.metadata.creation_timestamp = Some(Time(
+            Timestamp::from_second(1_700_000_000 + second).expect("timestamp"),
+        ));
+        cm.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "canvaschat.io/v1alpha1".into(),
+            kind: "CanvasChat".into(),
+            name: "demo".into(),
+            uid: owner.into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]);
+        Arc::new(cm)
+    }
+
+    #[test]
+    fn old_config_maps_beyond_the_history_are_stale() {
+        let mut maps: Vec<_> = (0..8)
+            .map(|i| config_map(&format!("demo-config-{i}"), i, "uid-1"))
+            .collect();
+        maps.push(config_map("demo-config-other-owner", 0, "uid-2"));
+        maps.push(config_map("demo-redis-unrelated", 0, "uid-1"));
+        let stale = stale_config_maps(&chat(), "demo-config-7", &maps);
+        // Current 7; the five newest old ones (6..=2) stay.
+        assert_eq!(stale, ["demo-config-1", "demo-config-0"]);
+        assert!(stale_config_maps(&chat(), "demo-config-7", &maps[..5]).is_empty());
+    }
+
+    #[test]
+    fn secrets_and_pods_map_to_their_chats() {
+        let mut pod = Pod::default();
+        pod.metadata.namespace = Some("chat".into());
+        pod.metadata.labels =
+            Some([("app.kubernetes.io/instance".to_owned(), "demo".to_owned())].into());
+        assert_eq!(
+            chat_of_pod(&pod),
+            Some(ObjectRef::new("demo").within("chat"))
+        );
+        assert_eq!(chat_of_pod(&Pod::default()), None);
     }
 }

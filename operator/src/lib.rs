@@ -1,5 +1,6 @@
 //! canvaschat-operator: reconciles CanvasChat resources into running chats.
 
+pub mod apply;
 pub mod cli;
 pub mod controller;
 pub mod metrics;
@@ -7,6 +8,7 @@ pub mod operator;
 pub mod render;
 pub mod resources;
 pub mod status;
+pub mod stores;
 pub mod telemetry;
 pub mod yaml;
 

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::cli::RunArgs;
-use crate::controller::{self, Context};
+use crate::controller::{self, Settings};
 use crate::metrics::{self, Metrics};
 
 /// Seconds a lease stays valid without renewal, and how early the holder renews it.
@@ -106,21 +106,21 @@ async fn run_controller(
     let client = Client::try_default().await.map_err(RunError::Client)?;
     check_crd(&client, args.namespace.as_deref()).await?;
     metrics.set_ready();
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        metrics.clone(),
-        Duration::from_secs(args.resync_seconds),
-    ));
+    let settings = Settings {
+        resync: Duration::from_secs(args.resync_seconds),
+        gateway_image: args.gateway_image.clone(),
+    };
     let namespace = args.namespace.as_deref();
     info!(
         namespace = namespace.unwrap_or("<all>"),
         leader_election = args.leader_election,
+        gateway_image = %args.gateway_image,
         "starting canvaschat-operator"
     );
 
     if !args.leader_election {
         metrics.set_leader(true);
-        controller::run(ctx, namespace, stop).await;
+        controller::run(client, metrics, settings, namespace, stop).await;
         return Ok(());
     }
 
@@ -165,7 +165,14 @@ async fn run_controller(
                 }
             }
         });
-        controller::run(ctx, namespace, controller_stop.clone()).await;
+        controller::run(
+            client,
+            metrics.clone(),
+            settings,
+            namespace,
+            controller_stop.clone(),
+        )
+        .await;
         controller_stop.cancel();
         // Joining the watcher drops the last receiver, which makes the lease task release
         // the lease for the next replica.

@@ -121,7 +121,7 @@ pub fn parse(source_name: &str, text: &str) -> Result<Vec<CanvasChat>, RenderErr
 pub fn render(source_name: &str, text: &str) -> Result<String, RenderError> {
     let mut out = String::new();
     for chat in parse(source_name, text)? {
-        let desired = resources::build(&chat)?;
+        let desired = resources::build(&chat, &resources::BuildOptions::default())?;
         let values = desired
             .to_values()
             .map_err(|e| RenderError::Serialise(e.to_string()))?;

@@ -3,15 +3,37 @@
 //! the controller writes status only when something really changed.
 
 use canvaschat_crds::{
-    CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY, CanvasChat, CanvasChatStatus,
+    CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY, CanvasChat,
+    CanvasChatStatus,
 };
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 
 use crate::resources;
 
-/// What the gateway Deployment and Redis StatefulSet report.
+/// Container waiting reasons that need a human rather than more time.
+const STUCK_REASONS: &[&str] = &[
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// A pod of the chat that will not get better by itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodProblem {
+    pub pod: String,
+    /// `CrashLoopBackOff`, `ImagePullBackOff`, ..., or `Unschedulable`.
+    pub reason: String,
+    pub message: String,
+}
+
+/// What the gateway Deployment, the Redis StatefulSet and their pods report.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChildState {
     /// The gateway Deployment exists.
@@ -25,22 +47,65 @@ pub struct ChildState {
     pub gateway_ready: i32,
     /// The Deployment reports ProgressDeadlineExceeded.
     pub gateway_stalled: bool,
+    /// The StatefulSet controller has seen the latest spec and its pod runs the latest
+    /// revision.
+    pub redis_current: bool,
     pub redis_ready: bool,
+    /// Crash-looping, unpullable or unschedulable pods of this chat.
+    pub pod_problems: Vec<PodProblem>,
+}
+
+fn generation_observed(observed: Option<i64>, generation: Option<i64>) -> bool {
+    matches!((observed, generation), (Some(o), Some(g)) if o >= g)
+}
+
+/// Problems of one pod, if any: a stuck container or an unschedulable pod.
+pub fn pod_problem(pod: &Pod) -> Option<PodProblem> {
+    let status = pod.status.as_ref()?;
+    let stuck = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .find_map(|c| {
+            let waiting = c.state.as_ref()?.waiting.as_ref()?;
+            let reason = waiting.reason.as_deref()?;
+            STUCK_REASONS.contains(&reason).then(|| PodProblem {
+                pod: pod.name_any(),
+                reason: reason.to_owned(),
+                message: format!(
+                    "container {}: {}",
+                    c.name,
+                    waiting.message.as_deref().unwrap_or(reason)
+                ),
+            })
+        });
+    stuck.or_else(|| {
+        status.conditions.iter().flatten().find_map(|c| {
+            (c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable"))
+            .then(|| PodProblem {
+                pod: pod.name_any(),
+                reason: "Unschedulable".to_owned(),
+                message: c.message.clone().unwrap_or_default(),
+            })
+        })
+    })
 }
 
 impl ChildState {
-    pub fn from_children(
+    pub fn from_children<'a>(
         deployment: Option<&Deployment>,
         statefulset: Option<&StatefulSet>,
+        pods: impl IntoIterator<Item = &'a Pod>,
     ) -> Self {
         let mut state = ChildState::default();
         if let Some(d) = deployment {
             let status = d.status.clone().unwrap_or_default();
             state.gateway_exists = true;
-            state.gateway_observed = match (status.observed_generation, d.metadata.generation) {
-                (Some(observed), Some(generation)) => observed >= generation,
-                _ => false,
-            };
+            state.gateway_observed =
+                generation_observed(status.observed_generation, d.metadata.generation);
             state.gateway_desired = d.spec.replicas.unwrap_or(1);
             state.gateway_replicas = status.replicas.unwrap_or(0);
             state.gateway_updated = status.updated_replicas.unwrap_or(0);
@@ -53,92 +118,159 @@ impl ChildState {
         }
         if let Some(s) = statefulset {
             let status = s.status.clone().unwrap_or_default();
-            let observed = match (status.observed_generation, s.metadata.generation) {
-                (Some(observed), Some(generation)) => observed >= generation,
-                _ => false,
-            };
-            state.redis_ready = observed && status.ready_replicas.unwrap_or(0) >= 1;
+            let observed = generation_observed(status.observed_generation, s.metadata.generation);
+            let same_revision = status.update_revision.is_none()
+                || status.current_revision == status.update_revision;
+            state.redis_current = observed && same_revision;
+            state.redis_ready = state.redis_current && status.ready_replicas.unwrap_or(0) >= 1;
         }
+        state.pod_problems = pods.into_iter().filter_map(pod_problem).collect();
+        state.pod_problems.sort_by(|a, b| a.pod.cmp(&b.pod));
         state
     }
 
-    fn rolled_out(&self) -> bool {
+    /// Every gateway pod runs the current template and at least `required` are ready.
+    fn rolled_out(&self, required: i32) -> bool {
         self.gateway_observed
             && self.gateway_updated >= self.gateway_desired
             && self.gateway_replicas <= self.gateway_updated
-            && self.gateway_ready >= self.gateway_desired
+            && self.gateway_ready >= required
     }
 }
 
 /// How this reconcile went, before looking at the children.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Every child was applied.
+    /// Every child is applied for the current generation.
     Applied,
+    /// The Redis StatefulSet had an immutable field changed: it was deleted (pods and claims
+    /// orphaned) and is being created again.
+    RecreatingStatefulSet,
     /// `spec.paused` is true; nothing was applied.
     Paused,
     /// The object breaks a validation rule; nothing was applied.
     InvalidSpec(String),
-    /// Some children could not be applied (message names them).
-    ApplyFailed(String),
+    /// Some children could not be applied or deleted: the API's reason, and a message naming
+    /// them.
+    ApplyFailed { reason: String, message: String },
+    /// The Redis password Secret (or its key) does not exist.
+    SecretMissing(String),
 }
 
 struct Cond {
     type_: &'static str,
     status: bool,
-    reason: &'static str,
+    reason: String,
     message: String,
 }
 
-fn ready(outcome: &Outcome, s: &ChildState) -> Cond {
-    let counts = format!(
-        "{}/{} gateway pods ready, redis {}",
-        s.gateway_ready,
-        s.gateway_desired,
-        if s.redis_ready { "ready" } else { "not ready" }
-    );
-    let (status, reason) = if let Outcome::InvalidSpec(_) = outcome {
-        (false, "InvalidSpec")
-    } else if !s.gateway_exists {
-        (false, "GatewayMissing")
-    } else if !s.redis_ready {
-        (false, "RedisNotReady")
-    } else if s.gateway_ready < 1 {
-        (false, "GatewayNotReady")
-    } else {
-        (true, "Available")
-    };
-    Cond {
-        type_: CONDITION_READY,
-        status,
-        reason,
-        message: counts,
+impl Cond {
+    fn new(type_: &'static str, status: bool, reason: &str, message: String) -> Self {
+        Self {
+            type_,
+            status,
+            reason: reason.to_owned(),
+            message,
+        }
     }
 }
 
-fn progressing(outcome: &Outcome, s: &ChildState) -> Cond {
-    let (status, reason, message) = match outcome {
-        Outcome::Paused => (
+/// What decides readiness besides the children.
+struct Target {
+    /// Gateway pods that must be ready: the fixed replicas, or the HPA minimum.
+    required: i32,
+    /// The generation the operator last applied (None: never).
+    applied: Option<i64>,
+    generation: Option<i64>,
+}
+
+fn redis_word(s: &ChildState) -> &'static str {
+    if s.redis_ready { "ready" } else { "not ready" }
+}
+
+fn ready(outcome: &Outcome, s: &ChildState, t: &Target) -> Cond {
+    let counts = format!(
+        "{}/{} gateway pods ready ({} required), redis {}",
+        s.gateway_ready,
+        s.gateway_desired,
+        t.required,
+        redis_word(s)
+    );
+    let not = |reason: &str, message: String| Cond::new(CONDITION_READY, false, reason, message);
+    match outcome {
+        Outcome::InvalidSpec(_) => {
+            return not("InvalidSpec", "the spec must be fixed first".into());
+        }
+        Outcome::SecretMissing(m) => return not("SecretMissing", m.clone()),
+        Outcome::ApplyFailed { reason, .. } => {
+            return not(
+                "ApplyFailed",
+                format!("applying failed ({reason}); {counts}"),
+            );
+        }
+        Outcome::Paused if t.applied != t.generation => {
+            return not(
+                "Paused",
+                format!(
+                    "paused: generation {} is not applied (last applied {}); {counts}",
+                    t.generation.unwrap_or_default(),
+                    t.applied.map_or("none".to_owned(), |g| g.to_string())
+                ),
+            );
+        }
+        Outcome::RecreatingStatefulSet => {
+            return not(
+                "RecreatingStatefulSet",
+                format!("the Redis StatefulSet is being recreated; {counts}"),
+            );
+        }
+        Outcome::Paused | Outcome::Applied => {}
+    }
+    if !s.gateway_exists {
+        not("GatewayMissing", counts)
+    } else if !s.redis_ready {
+        not("RedisNotReady", counts)
+    } else if !s.rolled_out(t.required) {
+        let reason = if s.gateway_ready < t.required {
+            "GatewayNotReady"
+        } else {
+            "RollingOut"
+        };
+        not(reason, counts)
+    } else {
+        Cond::new(CONDITION_READY, true, "Available", counts)
+    }
+}
+
+fn progressing(outcome: &Outcome, s: &ChildState, t: &Target) -> Cond {
+    let cond =
+        |status, reason: &str, message| Cond::new(CONDITION_PROGRESSING, status, reason, message);
+    match outcome {
+        Outcome::Paused => cond(
             false,
             "Paused",
-            "reconciliation is paused (spec.paused is true)".to_owned(),
+            "reconciliation is paused (spec.paused is true)".into(),
         ),
-        Outcome::InvalidSpec(_) => (
-            false,
-            "InvalidSpec",
-            "the spec must be fixed first".to_owned(),
+        Outcome::InvalidSpec(_) => {
+            cond(false, "InvalidSpec", "the spec must be fixed first".into())
+        }
+        Outcome::SecretMissing(m) => cond(false, "SecretMissing", m.clone()),
+        Outcome::RecreatingStatefulSet => cond(
+            true,
+            "RecreatingStatefulSet",
+            "the Redis StatefulSet is recreated with its pods and claims kept".into(),
         ),
-        _ if s.gateway_stalled => (
+        _ if s.gateway_stalled => cond(
             false,
             "RolloutStalled",
-            "the gateway rollout exceeded its progress deadline".to_owned(),
+            "the gateway rollout exceeded its progress deadline".into(),
         ),
-        _ if s.rolled_out() && s.redis_ready => (
+        _ if s.rolled_out(t.required) && s.redis_ready => cond(
             false,
             "RolloutComplete",
             format!("{} gateway pods up to date", s.gateway_updated),
         ),
-        _ => (
+        _ => cond(
             true,
             "RollingOut",
             format!(
@@ -149,31 +281,61 @@ fn progressing(outcome: &Outcome, s: &ChildState) -> Cond {
                 if s.redis_ready { "ready" } else { "starting" }
             ),
         ),
-    };
-    Cond {
-        type_: CONDITION_PROGRESSING,
-        status,
-        reason,
-        message,
     }
 }
 
 fn degraded(outcome: &Outcome, s: &ChildState) -> Cond {
-    let (status, reason, message) = match outcome {
-        Outcome::InvalidSpec(m) => (true, "InvalidSpec", m.clone()),
-        Outcome::ApplyFailed(m) => (true, "ApplyFailed", m.clone()),
-        _ if s.gateway_stalled => (
-            true,
+    let yes = |reason: &str, message: String| Cond::new(CONDITION_DEGRADED, true, reason, message);
+    match outcome {
+        Outcome::InvalidSpec(m) => return yes("InvalidSpec", m.clone()),
+        Outcome::ApplyFailed { reason, message } => {
+            return yes(&format!("ApplyFailed{reason}"), message.clone());
+        }
+        Outcome::SecretMissing(m) => return yes("SecretMissing", m.clone()),
+        _ => {}
+    }
+    if let Some(first) = s.pod_problems.first() {
+        let message = s
+            .pod_problems
+            .iter()
+            .map(|p| format!("pod {}: {}: {}", p.pod, p.reason, p.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return yes(&first.reason, message);
+    }
+    if s.gateway_stalled {
+        return yes(
             "RolloutStalled",
-            "the gateway Deployment exceeded its progress deadline; check its pods".to_owned(),
-        ),
-        _ => (false, "AsExpected", "no problems found".to_owned()),
-    };
-    Cond {
-        type_: CONDITION_DEGRADED,
-        status,
-        reason,
-        message,
+            "the gateway Deployment exceeded its progress deadline; check its pods".into(),
+        );
+    }
+    Cond::new(
+        CONDITION_DEGRADED,
+        false,
+        "AsExpected",
+        "no problems found".into(),
+    )
+}
+
+fn paused(outcome: &Outcome, t: &Target) -> Cond {
+    if *outcome == Outcome::Paused {
+        Cond::new(
+            CONDITION_PAUSED,
+            true,
+            "Paused",
+            format!(
+                "spec.paused is true: children are left as they are; generation {} applied, current {}",
+                t.applied.map_or("none".to_owned(), |g| g.to_string()),
+                t.generation.unwrap_or_default()
+            ),
+        )
+    } else {
+        Cond::new(
+            CONDITION_PAUSED,
+            false,
+            "Reconciling",
+            "spec.paused is false".into(),
+        )
     }
 }
 
@@ -188,6 +350,20 @@ fn bounded(message: String) -> String {
         end -= 1;
     }
     format!("{}…", &message[..end])
+}
+
+/// Condition reasons must match `^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`, at most 1024.
+fn reason_token(reason: &str) -> String {
+    let token: String = reason
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(1024)
+        .collect();
+    if token.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        token
+    } else {
+        format!("R{token}").chars().take(1024).collect()
+    }
 }
 
 fn to_condition(
@@ -205,14 +381,15 @@ fn to_condition(
     Condition {
         type_: c.type_.to_owned(),
         status,
-        reason: c.reason.to_owned(),
+        reason: reason_token(&c.reason),
         message: bounded(c.message),
         observed_generation: generation,
         last_transition_time,
     }
 }
 
-/// The status of `cc` given how the reconcile went and what its children report.
+/// The status of `cc` given how the reconcile went and what its children report. While
+/// paused, `observedGeneration` stays at the last generation applied.
 pub fn compute(
     cc: &CanvasChat,
     outcome: &Outcome,
@@ -221,16 +398,31 @@ pub fn compute(
 ) -> CanvasChatStatus {
     let previous = cc.status.clone().unwrap_or_default();
     let generation = cc.metadata.generation;
+    let observed_generation = match outcome {
+        Outcome::Paused => previous.observed_generation,
+        _ => generation,
+    };
+    let gateway = &cc.spec.gateway;
+    let target = Target {
+        required: if gateway.autoscaling.enabled {
+            gateway.autoscaling.min_replicas
+        } else {
+            gateway.replicas
+        },
+        applied: observed_generation,
+        generation,
+    };
     let conditions = [
-        ready(outcome, children),
-        progressing(outcome, children),
+        ready(outcome, children, &target),
+        progressing(outcome, children, &target),
         degraded(outcome, children),
+        paused(outcome, &target),
     ]
     .into_iter()
     .map(|c| to_condition(c, &previous, generation, now))
     .collect();
     CanvasChatStatus {
-        observed_generation: generation,
+        observed_generation,
         conditions,
         replicas: children.gateway_replicas,
         ready_replicas: children.gateway_ready,
@@ -262,7 +454,9 @@ mod tests {
             gateway_updated: 2,
             gateway_ready: 2,
             gateway_stalled: false,
+            redis_current: true,
             redis_ready: true,
+            pod_problems: Vec::new(),
         }
     }
 
@@ -274,6 +468,13 @@ mod tests {
         s.condition(t).expect("condition present")
     }
 
+    fn failed(reason: &str, message: &str) -> Outcome {
+        Outcome::ApplyFailed {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
     #[test]
     fn healthy_children_make_a_ready_chat() {
         let status = compute(&minimal(), &Outcome::Applied, &healthy(), now());
@@ -283,24 +484,69 @@ mod tests {
         assert_eq!(cond(&status, "Progressing").status, "False");
         assert_eq!(cond(&status, "Progressing").reason, "RolloutComplete");
         assert_eq!(cond(&status, "Degraded").status, "False");
+        assert_eq!(cond(&status, "Paused").status, "False");
         assert_eq!((status.replicas, status.ready_replicas), (2, 2));
         assert!(status.redis_ready);
         assert_eq!(status.url.as_deref(), Some("http://demo-gateway.chat.svc"));
     }
 
     #[test]
-    fn rollout_in_progress_is_progressing_but_ready() {
+    fn rollout_in_progress_is_not_ready_for_the_new_generation() {
         let mut state = healthy();
         state.gateway_replicas = 3;
         state.gateway_updated = 1;
         let status = compute(&minimal(), &Outcome::Applied, &state, now());
-        assert_eq!(cond(&status, "Ready").status, "True");
+        assert_eq!(cond(&status, "Ready").status, "False");
+        assert_eq!(cond(&status, "Ready").reason, "RollingOut");
         assert_eq!(cond(&status, "Progressing").status, "True");
         assert_eq!(cond(&status, "Progressing").reason, "RollingOut");
     }
 
     #[test]
-    fn redis_not_ready_is_not_ready() {
+    fn deployment_not_yet_observed_is_not_ready() {
+        let mut state = healthy();
+        state.gateway_observed = false;
+        let status = compute(&minimal(), &Outcome::Applied, &state, now());
+        assert_eq!(cond(&status, "Ready").status, "False");
+    }
+
+    #[test]
+    fn one_ready_pod_is_not_enough_when_more_are_required() {
+        let mut state = healthy();
+        state.gateway_ready = 1;
+        let status = compute(&minimal(), &Outcome::Applied, &state, now());
+        assert_eq!(cond(&status, "Ready").reason, "GatewayNotReady");
+
+        // Fixed replicas: all of them must be ready.
+        let mut fixed = chat(
+            "apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata: {name: demo, namespace: chat, generation: 3}\nspec: {gateway: {replicas: 3, autoscaling: {enabled: false}}}\n",
+        );
+        let mut state = healthy();
+        state.gateway_desired = 3;
+        state.gateway_replicas = 3;
+        state.gateway_updated = 3;
+        state.gateway_ready = 2;
+        let status = compute(&fixed, &Outcome::Applied, &state, now());
+        assert_eq!(cond(&status, "Ready").status, "False");
+        state.gateway_ready = 3;
+        fixed.status = None;
+        let status = compute(&fixed, &Outcome::Applied, &state, now());
+        assert_eq!(cond(&status, "Ready").status, "True");
+    }
+
+    #[test]
+    fn hpa_above_its_minimum_needs_only_the_minimum_ready() {
+        let mut state = healthy();
+        state.gateway_desired = 5;
+        state.gateway_replicas = 5;
+        state.gateway_updated = 5;
+        state.gateway_ready = 2;
+        let status = compute(&minimal(), &Outcome::Applied, &state, now());
+        assert_eq!(cond(&status, "Ready").status, "True");
+    }
+
+    #[test]
+    fn redis_not_ready_or_not_current_is_not_ready() {
         let mut state = healthy();
         state.redis_ready = false;
         let status = compute(&minimal(), &Outcome::Applied, &state, now());
@@ -310,25 +556,28 @@ mod tests {
     }
 
     #[test]
-    fn no_gateway_pods_ready() {
-        let mut state = healthy();
-        state.gateway_ready = 0;
-        let status = compute(&minimal(), &Outcome::Applied, &state, now());
-        assert_eq!(cond(&status, "Ready").reason, "GatewayNotReady");
+    fn missing_gateway_is_not_ready() {
+        let status = compute(&minimal(), &Outcome::Applied, &ChildState::default(), now());
+        assert_eq!(cond(&status, "Ready").reason, "GatewayMissing");
     }
 
     #[test]
-    fn apply_failure_and_stalled_rollout_are_degraded() {
+    fn apply_failure_is_degraded_with_the_api_reason() {
         let status = compute(
             &minimal(),
-            &Outcome::ApplyFailed("Ingress demo: forbidden".into()),
+            &failed("Forbidden", "Ingress demo: Forbidden (403): no"),
             &healthy(),
             now(),
         );
         assert_eq!(cond(&status, "Degraded").status, "True");
-        assert_eq!(cond(&status, "Degraded").reason, "ApplyFailed");
-        assert!(cond(&status, "Degraded").message.contains("forbidden"));
+        assert_eq!(cond(&status, "Degraded").reason, "ApplyFailedForbidden");
+        assert!(cond(&status, "Degraded").message.contains("403"));
+        assert_eq!(cond(&status, "Ready").status, "False");
+        assert_eq!(cond(&status, "Ready").reason, "ApplyFailed");
+    }
 
+    #[test]
+    fn stalled_rollout_is_degraded() {
         let mut state = healthy();
         state.gateway_stalled = true;
         let status = compute(&minimal(), &Outcome::Applied, &state, now());
@@ -337,7 +586,75 @@ mod tests {
     }
 
     #[test]
-    fn invalid_spec_and_paused() {
+    fn crash_loops_and_unschedulable_pods_are_degraded_even_outside_a_rollout() {
+        let mut state = healthy();
+        state.pod_problems = vec![
+            PodProblem {
+                pod: "demo-gateway-1".into(),
+                reason: "CrashLoopBackOff".into(),
+                message: "container gateway: back-off".into(),
+            },
+            PodProblem {
+                pod: "demo-redis-0".into(),
+                reason: "Unschedulable".into(),
+                message: "0/3 nodes are available".into(),
+            },
+        ];
+        let status = compute(&minimal(), &Outcome::Applied, &state, now());
+        let degraded = cond(&status, "Degraded");
+        assert_eq!(degraded.status, "True");
+        assert_eq!(degraded.reason, "CrashLoopBackOff");
+        assert!(degraded.message.contains("demo-redis-0: Unschedulable"));
+    }
+
+    #[test]
+    fn pod_problems_are_read_from_pod_status() {
+        let crashing: Pod = serde_yaml::from_str(
+            r#"
+metadata: {name: demo-gateway-abc}
+status:
+  containerStatuses:
+  - name: gateway
+    image: x
+    imageID: ""
+    ready: false
+    restartCount: 5
+    state: {waiting: {reason: CrashLoopBackOff, message: back-off 5m0s}}
+"#,
+        )
+        .expect("pod fixture");
+        let problem = pod_problem(&crashing).expect("crash loop found");
+        assert_eq!(problem.reason, "CrashLoopBackOff");
+        assert!(problem.message.contains("back-off 5m0s"));
+
+        let pending: Pod = serde_yaml::from_str(
+            r#"
+metadata: {name: demo-redis-0}
+status:
+  conditions:
+  - {type: PodScheduled, status: "False", reason: Unschedulable, message: "0/1 nodes are available"}
+"#,
+        )
+        .expect("pod fixture");
+        assert_eq!(
+            pod_problem(&pending).expect("found").reason,
+            "Unschedulable"
+        );
+
+        let starting: Pod = serde_yaml::from_str(
+            r#"
+metadata: {name: demo-redis-0}
+status:
+  containerStatuses:
+  - {name: redis, image: x, imageID: "", ready: false, restartCount: 0, state: {waiting: {reason: ContainerCreating}}}
+"#,
+        )
+        .expect("pod fixture");
+        assert_eq!(pod_problem(&starting), None);
+    }
+
+    #[test]
+    fn invalid_spec_and_missing_secret() {
         let status = compute(
             &minimal(),
             &Outcome::InvalidSpec("spec.gateway.autoscaling: minReplicas ...".into()),
@@ -346,9 +663,59 @@ mod tests {
         );
         assert_eq!(cond(&status, "Ready").reason, "InvalidSpec");
         assert_eq!(cond(&status, "Degraded").reason, "InvalidSpec");
-        let status = compute(&minimal(), &Outcome::Paused, &healthy(), now());
+        let status = compute(
+            &minimal(),
+            &Outcome::SecretMissing("Secret demo-pw has no key password".into()),
+            &healthy(),
+            now(),
+        );
+        assert_eq!(cond(&status, "Degraded").reason, "SecretMissing");
+        assert_eq!(cond(&status, "Ready").status, "False");
+    }
+
+    #[test]
+    fn paused_keeps_the_observed_generation_and_says_so() {
+        let mut cc = minimal();
+        cc.status = Some(compute(&cc, &Outcome::Applied, &healthy(), now()));
+        cc.metadata.generation = Some(5);
+        let status = compute(&cc, &Outcome::Paused, &healthy(), now());
+        assert_eq!(status.observed_generation, Some(3));
+        let paused = cond(&status, "Paused");
+        assert_eq!(paused.status, "True");
+        assert!(
+            paused.message.contains("generation 3 applied, current 5"),
+            "{}",
+            paused.message
+        );
+        assert_eq!(cond(&status, "Ready").status, "False");
+        assert_eq!(cond(&status, "Ready").reason, "Paused");
         assert_eq!(cond(&status, "Progressing").reason, "Paused");
+
+        // Unpausing applies the current generation.
+        cc.status = Some(status);
+        let status = compute(&cc, &Outcome::Applied, &healthy(), now());
+        assert_eq!(status.observed_generation, Some(5));
+        assert_eq!(cond(&status, "Paused").status, "False");
         assert_eq!(cond(&status, "Ready").status, "True");
+    }
+
+    #[test]
+    fn recreating_statefulset_is_progressing() {
+        let status = compute(
+            &minimal(),
+            &Outcome::RecreatingStatefulSet,
+            &healthy(),
+            now(),
+        );
+        assert_eq!(cond(&status, "Progressing").reason, "RecreatingStatefulSet");
+        assert_eq!(cond(&status, "Ready").status, "False");
+    }
+
+    #[test]
+    fn reasons_are_valid_condition_reasons() {
+        assert_eq!(reason_token("ApplyFailedForbidden"), "ApplyFailedForbidden");
+        assert_eq!(reason_token("ApplyFailed(403)"), "ApplyFailed403");
+        assert_eq!(reason_token("409"), "R409");
     }
 
     #[test]
@@ -401,11 +768,11 @@ spec:
   selector: {matchLabels: {a: b}}
   serviceName: demo-redis-headless
   template: {spec: {containers: [{name: redis}]}}
-status: {observedGeneration: 1, replicas: 1, readyReplicas: 1}
+status: {observedGeneration: 1, replicas: 1, readyReplicas: 1, currentRevision: demo-redis-1, updateRevision: demo-redis-2}
 "#,
         )
         .expect("statefulset fixture");
-        let state = ChildState::from_children(Some(&deployment), Some(&statefulset));
+        let state = ChildState::from_children(Some(&deployment), Some(&statefulset), []);
         assert_eq!(
             state,
             ChildState {
@@ -416,11 +783,17 @@ status: {observedGeneration: 1, replicas: 1, readyReplicas: 1}
                 gateway_updated: 3,
                 gateway_ready: 2,
                 gateway_stalled: false,
-                redis_ready: true,
+                redis_current: false,
+                redis_ready: false,
+                pod_problems: Vec::new(),
             }
         );
-        assert!(!state.rolled_out());
-        assert_eq!(ChildState::from_children(None, None), ChildState::default());
+        assert!(!state.rolled_out(3));
+        assert!(state.rolled_out(2));
+        assert_eq!(
+            ChildState::from_children(None, None, []),
+            ChildState::default()
+        );
     }
 
     #[test]
@@ -429,10 +802,6 @@ status: {observedGeneration: 1, replicas: 1, readyReplicas: 1}
             "apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata: {name: demo, namespace: chat}\nspec: {ingress: {enabled: true, host: chat.example.com, tlsSecretName: chat-tls}}\n",
         );
         assert_eq!(resources::url(&tls), "https://chat.example.com");
-        let plain = chat(
-            "apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata: {name: demo, namespace: chat}\nspec: {ingress: {enabled: true, host: chat.example.com}}\n",
-        );
-        assert_eq!(resources::url(&plain), "http://chat.example.com");
         let no_host = chat(
             "apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata: {name: demo, namespace: chat}\nspec: {ingress: {enabled: true}}\n",
         );

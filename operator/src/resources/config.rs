@@ -1,27 +1,20 @@
-//! ConfigMap `N-config`: the gateway's settings as its environment variables.
+//! ConfigMap `N-config-<hash>`: the gateway's settings as its environment variables.
 
 use std::collections::BTreeMap;
 
 use canvaschat_crds::CanvasChat;
 use k8s_openapi::api::core::v1::ConfigMap;
-use sha2::{Digest, Sha256};
 
-use super::{Component, GATEWAY_PORT, Names, REDIS_PORT, child_meta};
+use super::{Component, GATEWAY_PORT, Names, REDIS_PORT, child_meta, short_hash};
 
-/// Redis URL without credentials (used when no password Secret is configured).
+/// Redis URL without credentials: the password reaches the gateway as its own variable.
 pub fn redis_url(names: &Names) -> String {
     format!("redis://{}:{REDIS_PORT}/0", names.redis())
 }
 
-/// Redis URL that expands the `REDIS_PASSWORD` env var (Kubernetes dependent env expansion).
-pub fn redis_url_with_password(names: &Names) -> String {
-    format!(
-        "redis://:$(REDIS_PASSWORD)@{}:{REDIS_PORT}/0",
-        names.redis()
-    )
-}
-
-pub fn config_map(cc: &CanvasChat, names: &Names) -> ConfigMap {
+/// The gateway settings as an immutable ConfigMap named after its content, so a pod of an old
+/// ReplicaSet (a restart mid-rollout, `rollout undo`) still reads the config it was made for.
+pub fn config_map(cc: &CanvasChat, names: &Names) -> Result<ConfigMap, serde_json::Error> {
     let s = &cc.spec.gateway.settings;
     let mut data = BTreeMap::from([
         (
@@ -61,23 +54,21 @@ pub fn config_map(cc: &CanvasChat, names: &Names) -> ConfigMap {
             s.allowed_origins.join(","),
         );
     }
-    // With a password the URL is built in the pod's env from the Secret instead.
-    if cc.spec.redis.password_secret_ref.is_none() {
-        data.insert("CANVASCHAT_REDIS_URL".to_owned(), redis_url(names));
-    }
-    ConfigMap {
-        metadata: child_meta(cc, names, names.config(), Component::Gateway),
+    data.insert("CANVASCHAT_REDIS_URL".to_owned(), redis_url(names));
+    let name = format!(
+        "{}{}",
+        names.config_prefix(),
+        short_hash(&serde_json::to_vec(&data)?)
+    );
+    Ok(ConfigMap {
+        metadata: child_meta(cc, names, name, Component::Gateway),
         data: Some(data),
+        immutable: Some(true),
         ..Default::default()
-    }
+    })
 }
 
-/// Hash of everything that reaches the gateway process as configuration: the ConfigMap data
-/// and the password Secret reference. Put on the pod template so a change rolls the pods.
-pub fn config_hash(cc: &CanvasChat, config_map: &ConfigMap) -> Result<String, serde_json::Error> {
-    let mut hasher = Sha256::new();
-    hasher.update(serde_json::to_vec(&config_map.data)?);
-    hasher.update(serde_json::to_vec(&cc.spec.redis.password_secret_ref)?);
-    let digest = hasher.finalize();
-    Ok(digest.iter().take(16).map(|b| format!("{b:02x}")).collect())
+/// Hash of the configuration that reaches the gateway process, for the pod template.
+pub fn config_hash(config_map: &ConfigMap) -> Result<String, serde_json::Error> {
+    Ok(short_hash(&serde_json::to_vec(&config_map.data)?))
 }

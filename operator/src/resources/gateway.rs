@@ -1,6 +1,6 @@
 //! The gateway Deployment `N-gateway` and its Service.
 
-use canvaschat_crds::CanvasChat;
+use canvaschat_crds::{CanvasChat, defaults};
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
@@ -12,10 +12,10 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::config::redis_url_with_password;
 use super::{
-    CONFIG_HASH_ANNOTATION, Component, GATEWAY_PORT, GATEWAY_SERVICE_PORT, Names, child_meta,
-    image_pull_secrets, labels, non_empty, selector_labels,
+    BuildOptions, CONFIG_HASH_ANNOTATION, Component, GATEWAY_PORT, GATEWAY_SERVICE_PORT, Names,
+    SECRET_HASH_ANNOTATION, child_meta, image_pull_secrets, labels, non_empty, password_secret,
+    selector_labels,
 };
 
 /// Seconds added to the gateway's drain time for terminationGracePeriodSeconds, so the
@@ -55,39 +55,45 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
-/// Env that carries the Redis password: the Secret value, then the URL that expands it.
-fn password_env(cc: &CanvasChat, names: &Names) -> Option<Vec<EnvVar>> {
-    let secret = cc.spec.redis.password_secret_ref.as_ref()?;
-    Some(vec![
-        EnvVar {
-            name: "REDIS_PASSWORD".to_owned(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: secret.name.clone(),
-                    key: secret.key.clone(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
+/// The Redis password as the gateway's own variable, straight from the Secret.
+fn password_env(cc: &CanvasChat) -> Vec<EnvVar> {
+    let (name, key) = password_secret(cc);
+    vec![EnvVar {
+        name: "CANVASCHAT_REDIS_PASSWORD".to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name,
+                key,
+                optional: Some(false),
             }),
             ..Default::default()
-        },
-        EnvVar {
-            name: "CANVASCHAT_REDIS_URL".to_owned(),
-            value: Some(redis_url_with_password(names)),
-            ..Default::default()
-        },
-    ])
+        }),
+        ..Default::default()
+    }]
 }
 
-pub fn deployment(cc: &CanvasChat, names: &Names, config_hash: &str) -> Deployment {
+pub fn deployment(
+    cc: &CanvasChat,
+    names: &Names,
+    config_map: &str,
+    config_hash: &str,
+    options: &BuildOptions,
+) -> Deployment {
     let g = &cc.spec.gateway;
     let mut pod_annotations = g.pod_annotations.clone();
     pod_annotations.insert(CONFIG_HASH_ANNOTATION.to_owned(), config_hash.to_owned());
+    if let Some(hash) = &options.password_hash {
+        pod_annotations.insert(SECRET_HASH_ANNOTATION.to_owned(), hash.clone());
+    }
     let selector = selector_labels(names, Component::Gateway);
 
     let container = Container {
         name: "gateway".to_owned(),
-        image: Some(g.image.clone()),
+        image: Some(
+            g.image
+                .clone()
+                .unwrap_or_else(|| options.gateway_image.clone()),
+        ),
         image_pull_policy: Some(g.image_pull_policy.as_str().to_owned()),
         ports: Some(vec![ContainerPort {
             name: Some("http".to_owned()),
@@ -97,14 +103,22 @@ pub fn deployment(cc: &CanvasChat, names: &Names, config_hash: &str) -> Deployme
         }]),
         env_from: Some(vec![EnvFromSource {
             config_map_ref: Some(ConfigMapEnvSource {
-                name: names.config(),
+                name: config_map.to_owned(),
                 optional: Some(false),
             }),
             ..Default::default()
         }]),
-        env: password_env(cc, names),
-        resources: Some(g.resources.clone()),
-        security_context: Some(g.security_context.clone()),
+        env: Some(password_env(cc)),
+        resources: Some(
+            g.resources
+                .clone()
+                .unwrap_or_else(defaults::gateway_resources),
+        ),
+        security_context: Some(
+            g.security_context
+                .clone()
+                .unwrap_or_else(defaults::container_security_context),
+        ),
         // Startup gives a slow node up to a minute before liveness may restart the pod.
         startup_probe: Some(http_probe("/health", 2, 30)),
         liveness_probe: Some(http_probe("/health", 10, 3)),
@@ -148,7 +162,11 @@ pub fn deployment(cc: &CanvasChat, names: &Names, config_hash: &str) -> Deployme
                     termination_grace_period_seconds: Some(
                         i64::from(g.settings.shutdown_grace_seconds) + TERMINATION_MARGIN_SECONDS,
                     ),
-                    security_context: Some(g.pod_security_context.clone()),
+                    security_context: Some(
+                        g.pod_security_context
+                            .clone()
+                            .unwrap_or_else(defaults::gateway_pod_security_context),
+                    ),
                     image_pull_secrets: image_pull_secrets(cc),
                     node_selector: non_empty(&g.scheduling.node_selector),
                     affinity: g.scheduling.affinity.clone(),

@@ -8,13 +8,16 @@ mod hpa;
 mod ingress;
 mod pdb;
 mod redis;
+mod secret;
+
+pub use secret::{PASSWORD_KEY, generated_secret};
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
 
-use canvaschat_crds::CanvasChat;
+use canvaschat_crds::{CanvasChat, defaults};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -23,11 +26,17 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 /// Field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "canvaschat-operator";
 /// Pod-template annotation carrying the hash of the gateway configuration.
 pub const CONFIG_HASH_ANNOTATION: &str = "canvaschat.io/config-hash";
+/// Pod-template annotation carrying the hash of the Redis password, so rotation rolls pods.
+pub const SECRET_HASH_ANNOTATION: &str = "canvaschat.io/secret-hash";
+/// Annotation on every child: hash of the object the operator last applied, so an unchanged
+/// child is not applied again.
+pub const DESIRED_HASH_ANNOTATION: &str = "canvaschat.io/desired-hash";
 /// Gateway container port.
 pub const GATEWAY_PORT: i32 = 8080;
 /// Port of the gateway Service.
@@ -69,8 +78,13 @@ impl Names {
                 .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
         }
     }
-    pub fn config(&self) -> String {
-        format!("{}-config", self.instance)
+    /// Prefix of the content-hashed, immutable gateway ConfigMaps `N-config-<hash>`.
+    pub fn config_prefix(&self) -> String {
+        format!("{}-config-", self.instance)
+    }
+    /// The operator-generated Redis password Secret.
+    pub fn redis_auth(&self) -> String {
+        format!("{}-redis-auth", self.instance)
     }
     pub fn redis(&self) -> String {
         format!("{}-redis", self.instance)
@@ -146,6 +160,32 @@ pub fn url(cc: &CanvasChat) -> String {
     }
 }
 
+/// The Secret and key holding the Redis password: the user's, or the generated `N-redis-auth`.
+pub fn password_secret(cc: &CanvasChat) -> (String, String) {
+    match &cc.spec.redis.password_secret_ref {
+        Some(r) => (r.name.clone(), r.key.clone()),
+        None => (Names::of(cc).redis_auth(), PASSWORD_KEY.to_owned()),
+    }
+}
+
+/// What the build takes besides the CanvasChat.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// Gateway image for chats that do not set one (the operator's own release).
+    pub gateway_image: String,
+    /// Hash of the Redis password; `None` (render, no cluster) leaves the annotation out.
+    pub password_hash: Option<String>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            gateway_image: defaults::gateway_image(),
+            password_hash: None,
+        }
+    }
+}
+
 /// Everything the operator applies for one CanvasChat. Optional children are `None` when the
 /// spec does not want them; the controller then deletes any existing one.
 #[derive(Clone, Debug)]
@@ -164,21 +204,36 @@ pub struct Desired {
 
 /// Error while building children (only serialisation can fail; the spec is validated first).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot hash the gateway configuration: {0}")]
+#[error("cannot hash a child object: {0}")]
 pub struct BuildError(#[from] serde_json::Error);
 
+/// Hex of the first 10 bytes of SHA-256 over `bytes`.
+pub fn short_hash(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .take(10)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Build every child of `cc`. The caller validates `cc` first.
-pub fn build(cc: &CanvasChat) -> Result<Desired, BuildError> {
+pub fn build(cc: &CanvasChat, options: &BuildOptions) -> Result<Desired, BuildError> {
     let names = Names::of(cc);
-    let config_map = config::config_map(cc, &names);
-    let config_hash = config::config_hash(cc, &config_map)?;
-    Ok(Desired {
+    let config_map = config::config_map(cc, &names)?;
+    let config_hash = config::config_hash(&config_map)?;
+    let mut desired = Desired {
         redis_headless_service: redis::headless_service(cc, &names),
         redis_service: redis::client_service(cc, &names),
-        redis_statefulset: redis::statefulset(cc, &names),
+        redis_statefulset: redis::statefulset(cc, &names, options.password_hash.as_deref()),
         redis_network_policy: redis::network_policy(cc, &names),
         gateway_service: gateway::service(cc, &names),
-        gateway_deployment: gateway::deployment(cc, &names, &config_hash),
+        gateway_deployment: gateway::deployment(
+            cc,
+            &names,
+            config_map.metadata.name.as_deref().unwrap_or_default(),
+            &config_hash,
+            options,
+        ),
         hpa: cc
             .spec
             .gateway
@@ -197,10 +252,49 @@ pub fn build(cc: &CanvasChat) -> Result<Desired, BuildError> {
             .enabled
             .then(|| ingress::ingress(cc, &names)),
         config_map,
-    })
+    };
+    desired.stamp_hashes()?;
+    Ok(desired)
+}
+
+/// Put the hash of `obj` (without the annotation itself) in its desired-hash annotation.
+fn stamp<K: Resource + Serialize>(obj: &mut K) -> Result<(), serde_json::Error> {
+    let hash = short_hash(&serde_json::to_vec(&*obj)?);
+    obj.annotations_mut()
+        .insert(DESIRED_HASH_ANNOTATION.to_owned(), hash);
+    Ok(())
+}
+
+/// The desired-hash annotation of an object, if it has one.
+pub fn desired_hash<K: Resource>(obj: &K) -> Option<&str> {
+    obj.meta()
+        .annotations
+        .as_ref()?
+        .get(DESIRED_HASH_ANNOTATION)
+        .map(String::as_str)
 }
 
 impl Desired {
+    fn stamp_hashes(&mut self) -> Result<(), serde_json::Error> {
+        stamp(&mut self.config_map)?;
+        stamp(&mut self.redis_headless_service)?;
+        stamp(&mut self.redis_service)?;
+        stamp(&mut self.redis_statefulset)?;
+        stamp(&mut self.redis_network_policy)?;
+        stamp(&mut self.gateway_service)?;
+        stamp(&mut self.gateway_deployment)?;
+        if let Some(hpa) = &mut self.hpa {
+            stamp(hpa)?;
+        }
+        if let Some(pdb) = &mut self.pdb {
+            stamp(pdb)?;
+        }
+        if let Some(ingress) = &mut self.ingress {
+            stamp(ingress)?;
+        }
+        Ok(())
+    }
+
     /// Every object in apply order (configuration and Redis before the gateway that needs
     /// them), serialised with apiVersion and kind.
     pub fn to_values(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {

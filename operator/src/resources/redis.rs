@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use canvaschat_crds::CanvasChat;
+use canvaschat_crds::{CanvasChat, defaults};
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
@@ -23,8 +23,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
-    Component, Names, REDIS_PORT, child_meta, image_pull_secrets, labels, non_empty,
-    selector_labels,
+    Component, Names, REDIS_PORT, SECRET_HASH_ANNOTATION, child_meta, image_pull_secrets, labels,
+    non_empty, password_secret, selector_labels,
 };
 
 const DATA_VOLUME: &str = "data";
@@ -95,45 +95,59 @@ pub fn network_policy(cc: &CanvasChat, names: &Names) -> NetworkPolicy {
     }
 }
 
-/// `redis-server` arguments. The password, when configured, comes from the env var the
-/// kubelet expands, so it never appears in the StatefulSet.
-fn args(cc: &CanvasChat) -> Vec<String> {
+/// Starts `redis-server` with the password in a config read from stdin (`redis-server -`),
+/// so it is on no command line (`ps`) and in no file. Every byte is written as a `\xHH`
+/// escape inside a quoted config string, so any password works. `exec` keeps redis-server as
+/// the container's main process; `$@` are the arguments after it.
+const START_SCRIPT: &str = r#"set -eu
+hex=$(printf %s "$REDIS_PASSWORD" | od -An -v -tx1 | tr -d ' \n' | sed 's/../\\x&/g')
+exec redis-server - "$@" <<EOF
+requirepass "$hex"
+EOF
+"#;
+
+/// The container command: the start script, then `redis-server` arguments without secrets.
+fn command(cc: &CanvasChat) -> Vec<String> {
     let r = &cc.spec.redis;
-    let mut args: Vec<String> = [
-        "--port",
-        &REDIS_PORT.to_string(),
-        "--dir",
-        "/data",
-        "--appendonly",
-        if r.append_only { "yes" } else { "no" },
-        // The NetworkPolicy (and the optional password) protect Redis; protected mode would
-        // refuse the gateway's non-loopback connections when no password is set.
-        "--protected-mode",
-        "no",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    if r.password_secret_ref.is_some() {
-        args.extend(["--requirepass".to_owned(), "$(REDIS_PASSWORD)".to_owned()]);
-    }
-    args
+    let mut command: Vec<String> = vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        START_SCRIPT.to_owned(),
+        "redis-server".to_owned(),
+    ];
+    command.extend(
+        [
+            "--port",
+            &REDIS_PORT.to_string(),
+            "--dir",
+            "/data",
+            "--appendonly",
+            if r.append_only { "yes" } else { "no" },
+            // Auth is always on; protected mode stays on as a second guard.
+            "--protected-mode",
+            "yes",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned()),
+    );
+    command
 }
 
-/// REDIS_PASSWORD for the server and REDISCLI_AUTH so the probe's redis-cli authenticates.
-fn password_env(cc: &CanvasChat) -> Option<Vec<EnvVar>> {
-    let secret = cc.spec.redis.password_secret_ref.as_ref()?;
+/// REDIS_PASSWORD for the start script and REDISCLI_AUTH so the probe's redis-cli
+/// authenticates; both from the Secret, never in the pod spec.
+fn password_env(cc: &CanvasChat) -> Vec<EnvVar> {
+    let (name, key) = password_secret(cc);
     let from_secret = || {
         Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
-                name: secret.name.clone(),
-                key: secret.key.clone(),
+                name: name.clone(),
+                key: key.clone(),
                 optional: Some(false),
             }),
             ..Default::default()
         })
     };
-    Some(vec![
+    vec![
         EnvVar {
             name: "REDIS_PASSWORD".to_owned(),
             value_from: from_secret(),
@@ -144,7 +158,7 @@ fn password_env(cc: &CanvasChat) -> Option<Vec<EnvVar>> {
             value_from: from_secret(),
             ..Default::default()
         },
-    ])
+    ]
 }
 
 fn volume_claim(cc: &CanvasChat, names: &Names) -> PersistentVolumeClaim {
@@ -171,7 +185,7 @@ fn volume_claim(cc: &CanvasChat, names: &Names) -> PersistentVolumeClaim {
     }
 }
 
-pub fn statefulset(cc: &CanvasChat, names: &Names) -> StatefulSet {
+pub fn statefulset(cc: &CanvasChat, names: &Names, password_hash: Option<&str>) -> StatefulSet {
     let r = &cc.spec.redis;
     let ping = Probe {
         exec: Some(ExecAction {
@@ -188,19 +202,26 @@ pub fn statefulset(cc: &CanvasChat, names: &Names) -> StatefulSet {
     };
     let container = Container {
         name: "redis".to_owned(),
-        image: Some(r.image.clone()),
+        image: Some(r.image.clone().unwrap_or_else(defaults::redis_image)),
         image_pull_policy: Some(r.image_pull_policy.as_str().to_owned()),
-        command: Some(vec!["redis-server".to_owned()]),
-        args: Some(args(cc)),
-        env: password_env(cc),
+        command: Some(command(cc)),
+        env: Some(password_env(cc)),
         ports: Some(vec![ContainerPort {
             name: Some("redis".to_owned()),
             container_port: REDIS_PORT,
             protocol: Some("TCP".to_owned()),
             ..Default::default()
         }]),
-        resources: Some(r.resources.clone()),
-        security_context: Some(r.security_context.clone()),
+        resources: Some(
+            r.resources
+                .clone()
+                .unwrap_or_else(defaults::redis_resources),
+        ),
+        security_context: Some(
+            r.security_context
+                .clone()
+                .unwrap_or_else(defaults::container_security_context),
+        ),
         readiness_probe: Some(ping),
         liveness_probe: Some(Probe {
             tcp_socket: Some(TCPSocketAction {
@@ -255,6 +276,9 @@ pub fn statefulset(cc: &CanvasChat, names: &Names) -> StatefulSet {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels(names, Component::Redis)),
+                    annotations: password_hash.map(|hash| {
+                        BTreeMap::from([(SECRET_HASH_ANNOTATION.to_owned(), hash.to_owned())])
+                    }),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -262,7 +286,11 @@ pub fn statefulset(cc: &CanvasChat, names: &Names) -> StatefulSet {
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     termination_grace_period_seconds: Some(30),
-                    security_context: Some(r.pod_security_context.clone()),
+                    security_context: Some(
+                        r.pod_security_context
+                            .clone()
+                            .unwrap_or_else(defaults::redis_pod_security_context),
+                    ),
                     image_pull_secrets: image_pull_secrets(cc),
                     node_selector: non_empty(&r.scheduling.node_selector),
                     affinity: r.scheduling.affinity.clone(),

@@ -14,6 +14,22 @@ fn minimal() -> CanvasChat {
     chat("  {}")
 }
 
+fn opts() -> BuildOptions {
+    BuildOptions {
+        gateway_image: "registry.example/gateway:9.9.9".into(),
+        password_hash: Some("pwhash".into()),
+    }
+}
+
+fn pod_annotations(d: &Deployment) -> std::collections::BTreeMap<String, String> {
+    d.spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default()
+}
+
 fn env_of(d: &Deployment) -> Vec<k8s_openapi::api::core::v1::EnvVar> {
     pod_spec(d).containers[0].env.clone().unwrap_or_default()
 }
@@ -24,7 +40,7 @@ fn pod_spec(d: &Deployment) -> &k8s_openapi::api::core::v1::PodSpec {
 
 #[test]
 fn defaults_build_every_child_with_design_names() {
-    let desired = build(&minimal()).expect("builds");
+    let desired = build(&minimal(), &opts()).expect("builds");
     let names: Vec<(String, String)> = desired
         .to_values()
         .expect("serialises")
@@ -39,8 +55,10 @@ fn defaults_build_every_child_with_design_names() {
             )
         })
         .collect();
+    let config_map = desired.config_map.metadata.name.clone().expect("name");
+    assert!(config_map.starts_with("demo-config-") && config_map.len() == 12 + 20);
     let expected = [
-        ("ConfigMap", "demo-config"),
+        ("ConfigMap", config_map.as_str()),
         ("Service", "demo-redis-headless"),
         ("Service", "demo-redis"),
         ("NetworkPolicy", "demo-redis"),
@@ -60,7 +78,7 @@ fn defaults_build_every_child_with_design_names() {
 
 #[test]
 fn every_child_is_labelled_and_owned() {
-    let desired = build(&minimal()).expect("builds");
+    let desired = build(&minimal(), &opts()).expect("builds");
     for value in desired.to_values().expect("serialises") {
         let meta = &value["metadata"];
         assert_eq!(meta["namespace"], "chat");
@@ -86,7 +104,7 @@ fn every_child_is_labelled_and_owned() {
 
 #[test]
 fn config_map_carries_gateway_env() {
-    let desired = build(&minimal()).expect("builds");
+    let desired = build(&minimal(), &opts()).expect("builds");
     let data = desired.config_map.data.expect("data");
     let get = |k: &str| data.get(k).map(String::as_str);
     assert_eq!(get("CANVASCHAT_LISTEN"), Some("0.0.0.0:8080"));
@@ -110,7 +128,11 @@ fn settings_reach_the_config_map() {
     let cc = chat(
         "  gateway:\n    settings:\n      maxMessageBytes: 8192\n      logLevel: debug\n      allowedOrigins: [https://a.example, https://b.example]\n",
     );
-    let data = build(&cc).expect("builds").config_map.data.expect("data");
+    let data = build(&cc, &opts())
+        .expect("builds")
+        .config_map
+        .data
+        .expect("data");
     assert_eq!(data["CANVASCHAT_MAX_MESSAGE_BYTES"], "8192");
     assert_eq!(data["RUST_LOG"], "debug");
     assert_eq!(
@@ -121,7 +143,9 @@ fn settings_reach_the_config_map() {
 
 #[test]
 fn gateway_deployment_defaults() {
-    let d = build(&minimal()).expect("builds").gateway_deployment;
+    let d = build(&minimal(), &opts())
+        .expect("builds")
+        .gateway_deployment;
     let spec = &d.spec;
     assert_eq!(spec.replicas, None, "the HPA owns replicas by default");
     let rolling = spec
@@ -133,10 +157,7 @@ fn gateway_deployment_defaults() {
     let pod = pod_spec(&d);
     assert_eq!(pod.termination_grace_period_seconds, Some(35));
     let c = &pod.containers[0];
-    assert_eq!(
-        c.image.as_deref(),
-        Some("ghcr.io/canvaschat/canvaschat-gateway:0.1.0")
-    );
+    assert_eq!(c.image.as_deref(), Some("registry.example/gateway:9.9.9"));
     assert_eq!(
         c.ports.as_ref().expect("ports")[0].name.as_deref(),
         Some("http")
@@ -154,7 +175,7 @@ fn gateway_deployment_defaults() {
             .config_map_ref
             .as_ref()
             .map(|r| r.name.as_str()),
-        Some("demo-config")
+        desired_config_map_name(&minimal()).as_deref()
     );
     assert!(
         c.resources
@@ -170,21 +191,90 @@ fn gateway_deployment_defaults() {
         sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
         Some(vec!["ALL".to_owned()])
     );
-    let annotations = d
-        .spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.annotations.as_ref())
-        .expect("annotations");
-    assert_eq!(annotations[CONFIG_HASH_ANNOTATION].len(), 32);
-    assert!(env_of(&d).is_empty());
+    let annotations = pod_annotations(&d);
+    assert_eq!(annotations[CONFIG_HASH_ANNOTATION].len(), 20);
+    assert_eq!(annotations[SECRET_HASH_ANNOTATION], "pwhash");
+    let env = env_of(&d);
+    assert_eq!(env.len(), 1);
+    assert_eq!(env[0].name, "CANVASCHAT_REDIS_PASSWORD");
+}
+
+fn desired_config_map_name(cc: &CanvasChat) -> Option<String> {
+    build(cc, &opts()).expect("builds").config_map.metadata.name
+}
+
+#[test]
+fn user_image_resources_and_security_win_over_the_defaults() {
+    let cc = chat(
+        "  gateway:\n    image: mine/gateway:1\n    resources: {requests: {cpu: 1}}\n    securityContext: {runAsNonRoot: true}\n  redis:\n    image: mine/redis:7\n",
+    );
+    let desired = build(&cc, &opts()).expect("builds");
+    let c = &pod_spec(&desired.gateway_deployment).containers[0];
+    assert_eq!(c.image.as_deref(), Some("mine/gateway:1"));
+    let resources = c.resources.clone().expect("resources");
+    assert!(
+        resources.limits.is_none(),
+        "the user's resources replace the default"
+    );
+    assert_eq!(
+        c.security_context
+            .as_ref()
+            .and_then(|s| s.read_only_root_filesystem),
+        None
+    );
+    let redis = desired.redis_statefulset.spec.template.spec.expect("pod");
+    assert_eq!(redis.containers[0].image.as_deref(), Some("mine/redis:7"));
+}
+
+#[test]
+fn config_maps_are_immutable_and_named_after_their_content() {
+    let desired = build(&minimal(), &opts()).expect("builds");
+    assert_eq!(desired.config_map.immutable, Some(true));
+    let changed = chat("  gateway: {settings: {rateLimitPerMinute: 50}}");
+    assert_ne!(
+        desired_config_map_name(&minimal()),
+        desired_config_map_name(&changed)
+    );
+    assert_eq!(
+        desired_config_map_name(&minimal()),
+        desired_config_map_name(&chat("  gateway: {autoscaling: {maxReplicas: 20}}"))
+    );
+}
+
+#[test]
+fn every_child_carries_its_desired_hash() {
+    let desired = build(&minimal(), &opts()).expect("builds");
+    for value in desired.to_values().expect("serialises") {
+        let hash = value["metadata"]["annotations"][DESIRED_HASH_ANNOTATION]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(hash.len(), 20, "{}", value["kind"]);
+    }
+    let again = build(&minimal(), &opts()).expect("builds");
+    assert_eq!(
+        desired_hash(&desired.gateway_deployment),
+        desired_hash(&again.gateway_deployment)
+    );
+    let other_image = BuildOptions {
+        gateway_image: "registry.example/gateway:10.0.0".into(),
+        ..opts()
+    };
+    let upgraded = build(&minimal(), &other_image).expect("builds");
+    assert_ne!(
+        desired_hash(&desired.gateway_deployment),
+        desired_hash(&upgraded.gateway_deployment)
+    );
+    assert_eq!(
+        desired_hash(&desired.redis_service),
+        desired_hash(&upgraded.redis_service)
+    );
 }
 
 #[test]
 fn config_change_changes_the_pod_template_hash() {
     let hash = |cc: &CanvasChat| {
-        build(cc)
+        build(cc, &opts())
             .expect("builds")
             .gateway_deployment
             .spec
@@ -200,10 +290,7 @@ fn config_change_changes_the_pod_template_hash() {
         base,
         hash(&chat("  gateway: {settings: {rateLimitPerMinute: 50}}"))
     );
-    assert_ne!(
-        base,
-        hash(&chat("  redis: {passwordSecretRef: {name: redis-auth}}"))
-    );
+
     // Scaling settings are not configuration and must not roll the pods.
     assert_eq!(
         base,
@@ -213,9 +300,10 @@ fn config_change_changes_the_pod_template_hash() {
 
 #[test]
 fn autoscaling_off_sets_replicas_and_drops_the_hpa() {
-    let desired = build(&chat(
-        "  gateway: {replicas: 3, autoscaling: {enabled: false}}",
-    ))
+    let desired = build(
+        &chat("  gateway: {replicas: 3, autoscaling: {enabled: false}}"),
+        &opts(),
+    )
     .expect("builds");
     assert!(desired.hpa.is_none());
     assert_eq!(desired.gateway_deployment.spec.replicas, Some(3));
@@ -225,7 +313,7 @@ fn autoscaling_off_sets_replicas_and_drops_the_hpa() {
 fn hpa_targets_and_behaviour() {
     let hpa = build(&chat(
         "  gateway:\n    autoscaling: {minReplicas: 3, maxReplicas: 12, targetCPUUtilizationPercentage: 60, targetMemoryUtilizationPercentage: 75}\n",
-    ))
+    ), &opts())
     .expect("builds")
     .hpa
     .expect("hpa");
@@ -263,7 +351,7 @@ fn hpa_targets_and_behaviour() {
 fn ingress_with_tls_and_annotations() {
     let ingress = build(&chat(
         "  ingress:\n    enabled: true\n    host: chat.example.com\n    tlsSecretName: chat-tls\n    annotations: {cert-manager.io/cluster-issuer: letsencrypt, nginx.ingress.kubernetes.io/proxy-read-timeout: \"7200\"}\n",
-    ))
+    ), &opts())
     .expect("builds")
     .ingress
     .expect("ingress");
@@ -298,30 +386,36 @@ fn ingress_with_tls_and_annotations() {
 
 #[test]
 fn ingress_without_tls() {
-    let spec = build(&chat("  ingress: {enabled: true, host: chat.example.com}"))
-        .expect("builds")
-        .ingress
-        .and_then(|i| i.spec)
-        .expect("ingress");
+    let spec = build(
+        &chat("  ingress: {enabled: true, host: chat.example.com}"),
+        &opts(),
+    )
+    .expect("builds")
+    .ingress
+    .and_then(|i| i.spec)
+    .expect("ingress");
     assert!(spec.tls.is_none());
 }
 
 #[test]
 fn pdb_toggle() {
-    let desired = build(&minimal()).expect("builds");
+    let desired = build(&minimal(), &opts()).expect("builds");
     let pdb = desired.pdb.expect("pdb").spec.expect("spec");
     assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
     assert!(
-        build(&chat("  gateway: {podDisruptionBudget: {enabled: false}}"))
-            .expect("builds")
-            .pdb
-            .is_none()
+        build(
+            &chat("  gateway: {podDisruptionBudget: {enabled: false}}"),
+            &opts()
+        )
+        .expect("builds")
+        .pdb
+        .is_none()
     );
 }
 
 #[test]
 fn redis_statefulset_defaults() {
-    let desired = build(&minimal()).expect("builds");
+    let desired = build(&minimal(), &opts()).expect("builds");
     let sts = desired.redis_statefulset.spec;
     assert_eq!(sts.replicas, Some(1));
     assert_eq!(sts.service_name.as_deref(), Some("demo-redis-headless"));
@@ -342,8 +436,9 @@ fn redis_statefulset_defaults() {
     let pod = sts.template.spec.expect("pod");
     let c = &pod.containers[0];
     assert_eq!(c.image.as_deref(), Some("redis:7.4-alpine"));
-    let args = c.args.clone().expect("args");
+    let args = c.command.clone().expect("command");
     assert!(args.windows(2).any(|w| w == ["--appendonly", "yes"]));
+    assert!(args.windows(2).any(|w| w == ["--protected-mode", "yes"]));
     assert!(c.readiness_probe.is_some() && c.liveness_probe.is_some());
     assert_eq!(
         pod.security_context.and_then(|s| s.run_as_non_root),
@@ -360,7 +455,7 @@ fn redis_statefulset_defaults() {
 fn redis_storage_options() {
     let sts = build(&chat(
         "  redis: {appendOnly: false, storage: {size: 5Gi, storageClassName: fast, retainOnDelete: true}}",
-    ))
+    ), &opts())
     .expect("builds")
     .redis_statefulset
     .spec;
@@ -379,12 +474,12 @@ fn redis_storage_options() {
         Some("Retain")
     );
     let args = sts.template.spec.expect("pod").containers[0]
-        .args
+        .command
         .clone()
-        .expect("args");
+        .expect("command");
     assert!(args.windows(2).any(|w| w == ["--appendonly", "no"]));
 
-    let sts = build(&chat("  redis: {storage: {enabled: false}}"))
+    let sts = build(&chat("  redis: {storage: {enabled: false}}"), &opts())
         .expect("builds")
         .redis_statefulset
         .spec;
@@ -393,56 +488,88 @@ fn redis_storage_options() {
     assert!(volumes[0].empty_dir.is_some());
 }
 
-#[test]
-fn redis_password_from_secret() {
-    let desired = build(&chat(
-        "  redis: {passwordSecretRef: {name: redis-auth, key: pw}}",
-    ))
-    .expect("builds");
-    let data = desired.config_map.data.clone().expect("data");
-    assert!(
-        !data.contains_key("CANVASCHAT_REDIS_URL"),
-        "URL moves to the pod env"
-    );
-    let env = env_of(&desired.gateway_deployment);
-    assert_eq!(env[0].name, "REDIS_PASSWORD");
-    let secret = env[0]
+fn secret_ref(env: &k8s_openapi::api::core::v1::EnvVar) -> (String, String) {
+    let r = env
         .value_from
         .as_ref()
         .and_then(|v| v.secret_key_ref.as_ref())
         .expect("secret ref");
-    assert_eq!(
-        (secret.name.as_str(), secret.key.as_str()),
-        ("redis-auth", "pw")
-    );
-    assert_eq!(env[1].name, "CANVASCHAT_REDIS_URL");
-    assert_eq!(
-        env[1].value.as_deref(),
-        Some("redis://:$(REDIS_PASSWORD)@demo-redis:6379/0")
-    );
+    (r.name.clone(), r.key.clone())
+}
 
-    let redis = desired.redis_statefulset.spec.template.spec.expect("pod");
-    let c = &redis.containers[0];
-    assert!(
-        c.args
-            .clone()
-            .expect("args")
-            .windows(2)
-            .any(|w| w == ["--requirepass", "$(REDIS_PASSWORD)"])
-    );
-    let names: Vec<_> = c
-        .env
-        .clone()
-        .expect("env")
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+#[test]
+fn redis_password_from_the_users_secret_never_in_a_url_or_argv() {
+    let desired = build(
+        &chat("  redis: {passwordSecretRef: {name: redis-auth, key: pw}}"),
+        &opts(),
+    )
+    .expect("builds");
+    let data = desired.config_map.data.clone().expect("data");
+    assert_eq!(data["CANVASCHAT_REDIS_URL"], "redis://demo-redis:6379/0");
+    let env = env_of(&desired.gateway_deployment);
+    assert_eq!(env[0].name, "CANVASCHAT_REDIS_PASSWORD");
+    assert_eq!(secret_ref(&env[0]), ("redis-auth".into(), "pw".into()));
+
+    let redis = desired.redis_statefulset.spec.template.clone();
+    let annotations = redis
+        .metadata
+        .and_then(|m| m.annotations)
+        .expect("annotations");
+    assert_eq!(annotations[SECRET_HASH_ANNOTATION], "pwhash");
+    let c = &redis.spec.expect("pod").containers[0];
+    let command = c.command.clone().expect("command").join(" ");
+    assert!(!command.contains("requirepass $"), "{command}");
+    assert!(command.contains("redis-server - \"$@\""), "{command}");
+    assert!(c.args.is_none());
+    let env = c.env.clone().expect("env");
+    let names: Vec<_> = env.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["REDIS_PASSWORD", "REDISCLI_AUTH"]);
+    assert!(
+        env.iter()
+            .all(|e| secret_ref(e) == ("redis-auth".into(), "pw".into()))
+    );
+}
+
+#[test]
+fn generated_password_secret_by_default() {
+    let cc = minimal();
+    assert_eq!(
+        password_secret(&cc),
+        ("demo-redis-auth".to_owned(), "password".to_owned())
+    );
+    let desired = build(&cc, &opts()).expect("builds");
+    let env = env_of(&desired.gateway_deployment);
+    assert_eq!(
+        secret_ref(&env[0]),
+        ("demo-redis-auth".into(), "password".into())
+    );
+    let secret = generated_secret(&cc, &Names::of(&cc), "s3cret");
+    assert_eq!(secret.metadata.name.as_deref(), Some("demo-redis-auth"));
+    assert_eq!(secret.string_data.expect("data")["password"], "s3cret");
+    assert!(secret.metadata.owner_references.is_some());
+}
+
+#[test]
+fn password_rotation_rolls_both_pod_templates() {
+    let other = BuildOptions {
+        password_hash: Some("rotated".into()),
+        ..opts()
+    };
+    let before = build(&minimal(), &opts()).expect("builds");
+    let after = build(&minimal(), &other).expect("builds");
+    assert_ne!(
+        pod_annotations(&before.gateway_deployment),
+        pod_annotations(&after.gateway_deployment)
+    );
+    assert_ne!(
+        before.redis_statefulset.spec.template,
+        after.redis_statefulset.spec.template
+    );
 }
 
 #[test]
 fn network_policy_admits_only_this_chats_gateway() {
-    let np = build(&minimal())
+    let np = build(&minimal(), &opts())
         .expect("builds")
         .redis_network_policy
         .spec
@@ -467,7 +594,7 @@ fn scheduling_and_pull_secrets_reach_the_pods() {
     let cc = chat(
         "  imagePullSecrets: [{name: regcred}]\n  gateway:\n    imagePullPolicy: Always\n    scheduling:\n      nodeSelector: {pool: chat}\n      tolerations: [{key: dedicated, operator: Equal, value: chat, effect: NoSchedule}]\n",
     );
-    let desired = build(&cc).expect("builds");
+    let desired = build(&cc, &opts()).expect("builds");
     let pod = pod_spec(&desired.gateway_deployment);
     assert_eq!(
         pod.image_pull_secrets.as_ref().expect("secrets")[0].name,
@@ -496,7 +623,7 @@ fn objects_without_uid_have_no_owner_reference() {
         "apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata: {name: demo}\nspec: {}\n",
     )
     .expect("parses");
-    let desired = build(&cc).expect("builds");
+    let desired = build(&cc, &opts()).expect("builds");
     assert!(desired.config_map.metadata.owner_references.is_none());
     assert_eq!(
         desired.config_map.metadata.namespace.as_deref(),
