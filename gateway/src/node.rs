@@ -278,3 +278,69 @@ impl Node {
         self.config.max_connections as usize - self.connection_slots.available_permits()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn embedded_node() -> Arc<Node> {
+        let config = Config::try_parse_from(["canvaschat-gateway"])
+            .unwrap()
+            .validate()
+            .unwrap();
+        Node::new(config).unwrap()
+    }
+
+    async fn present(node: &Node, channel: &str) -> Vec<String> {
+        let probe = Member {
+            user: "probe".into(),
+            connection: "probe".into(),
+        };
+        let listing = node.presence.join(channel, &probe).await.unwrap();
+        node.presence.leave(channel, &probe).await.unwrap();
+        listing.users.into_iter().filter(|u| u != "probe").collect()
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_never_re_adds_a_connection_that_left_or_has_not_joined() {
+        let node = embedded_node();
+        let left = node.hub.register("c", "gone");
+        let joining = node.hub.register("c", "early");
+        let gone = Member {
+            user: "gone".into(),
+            connection: left.id.to_string(),
+        };
+        {
+            let mut state = left.presence.lock().await;
+            node.presence.join("c", &gone).await.unwrap();
+            *state = PresenceState::Joined;
+        }
+        // The session left while the hub still lists it, as a heartbeat's snapshot may.
+        {
+            let mut state = left.presence.lock().await;
+            *state = PresenceState::Left;
+            node.presence.leave("c", &gone).await.unwrap();
+        }
+        node.assert_presence().await;
+        assert!(present(&node, "c").await.is_empty());
+        assert_eq!(*joining.presence.lock().await, PresenceState::Joining);
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_restores_a_joined_connection_the_store_lost() {
+        let node = embedded_node();
+        let reg = node.hub.register("c", "alice");
+        let alice = Member {
+            user: "alice".into(),
+            connection: reg.id.to_string(),
+        };
+        node.presence.join("c", &alice).await.unwrap();
+        *reg.presence.lock().await = PresenceState::Joined;
+        // Removed behind its back (a sweep while this replica stalled).
+        node.presence.leave("c", &alice).await.unwrap();
+        node.assert_presence().await;
+        assert_eq!(present(&node, "c").await, vec!["alice"]);
+    }
+}

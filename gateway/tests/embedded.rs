@@ -188,3 +188,39 @@ async fn a_resent_client_msg_id_is_delivered_once() {
     let g = gateway().await;
     scenarios::a_resent_client_msg_id_is_delivered_once(&g, &g).await;
 }
+
+#[tokio::test]
+async fn a_drain_keeps_serving_while_not_ready_then_closes_with_1001() {
+    let mut g =
+        Gateway::start(&GatewayOptions::embedded().with("CANVASCHAT_DRAIN_DELAY_SECONDS", 2)).await;
+    let (mut alice, _) = join(&g, "alice", "drain-delay").await;
+    let (mut bob, _) = join(&g, "bob", "drain-delay").await;
+    alice.recv_type("user_joined").await;
+    let signalled = std::time::Instant::now();
+    g.signal("TERM");
+    let deadline = signalled + Duration::from_secs(1);
+    loop {
+        let (status, _) = g.get("/ready").await.expect("still answering");
+        if status == 503 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never turned not-ready"
+        );
+    }
+    alice.chat("still served", 0.0, 0.0, "during").await;
+    assert_eq!(alice.recv_type("ack").await["client_msg_id"], "during");
+    assert_eq!(bob.recv_type("chat").await["payload"], "still served");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "served within the delay"
+    );
+    assert_eq!(bob.expect_close().await, Some(1001));
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(2),
+        "closed only after the delay"
+    );
+    let (code, _) = g.wait_exit(Duration::from_secs(5)).await;
+    assert_eq!(code, Some(0));
+}
