@@ -51,6 +51,7 @@ export function CanvasSurface() {
   const [composer, setComposer] = useState<ComposerState | null>(null);
   const gesture = useRef<Gesture | null>(null);
   const messages = useChat((s) => s.messages);
+  const online = useChat((s) => s.connection.status === 'connected');
   const self = useChat((s) => s.userId) ?? '';
   const store = useChatStore();
   const client = useClient();
@@ -215,7 +216,7 @@ export function CanvasSurface() {
         style={{ transform: `translate(${offsetX}px, ${offsetY}px) scale(${scale})` }}
       >
         {messages.map((m) => (
-          <MessageBubble key={m.key} message={m} onRetry={onRetry} onDismiss={onDismiss} />
+          <MessageBubble key={m.key} message={m} online={online} onRetry={onRetry} onDismiss={onDismiss} />
         ))}
       </div>
       <RemoteCursors />

@@ -4,6 +4,11 @@ import { FADE_MS, type CanvasMessage } from '../state/store';
 
 interface Props {
   message: CanvasMessage;
+  /**
+   * The page shows itself connected: a queued message is only waiting for a handover
+   * (close 4000/1001) to finish, so it reads as sending rather than waiting.
+   */
+  online?: boolean;
   onRetry(key: string): void;
   onDismiss(key: string): void;
 }
@@ -14,8 +19,9 @@ const STATE_TEXT: Partial<Record<CanvasMessage['status'], string>> = {
 };
 
 /** One message at its canvas position. The text is a React text node, never HTML. */
-export const MessageBubble = memo(function MessageBubble({ message, onRetry, onDismiss }: Props) {
+export const MessageBubble = memo(function MessageBubble({ message, online = false, onRetry, onDismiss }: Props) {
   const { position, status } = message;
+  const stateText = status === 'queued' && online ? STATE_TEXT.sending : STATE_TEXT[status];
   const fading = message.fadeStartedAt !== undefined;
   // Resuming the CSS animation from the elapsed time keeps it in step with the removal timer.
   const elapsed = fading ? Math.min(FADE_MS, Date.now() - (message.fadeStartedAt ?? 0)) : 0;
@@ -41,7 +47,7 @@ export const MessageBubble = memo(function MessageBubble({ message, onRetry, onD
         {message.own ? ' (you)' : ''}
       </span>
       <span className="msg__text">{message.text}</span>
-      {STATE_TEXT[status] !== undefined && <span className="msg__state">{STATE_TEXT[status]}</span>}
+      {stateText !== undefined && <span className="msg__state">{stateText}</span>}
       {status === 'failed' && (
         <span className="msg__failure">
           <span className="msg__error" role="alert">

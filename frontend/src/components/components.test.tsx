@@ -61,6 +61,16 @@ describe('MessageBubble', () => {
   });
 });
 
+describe('MessageBubble while queued', () => {
+  it('reads "waiting for connection" offline and "sending" during a handover', () => {
+    const queued = message({ key: 'c-1', own: true, status: 'queued' });
+    act(() => root.render(<MessageBubble message={queued} onRetry={() => {}} onDismiss={() => {}} />));
+    expect(container.querySelector('.msg__state')?.textContent).toBe('waiting for connection…');
+    act(() => root.render(<MessageBubble message={queued} online onRetry={() => {}} onDismiss={() => {}} />));
+    expect(container.querySelector('.msg__state')?.textContent).toBe('sending…');
+  });
+});
+
 describe('NameForm', () => {
   it('validates as the user types and submits only a valid name', () => {
     const onSubmit = vi.fn();
