@@ -108,6 +108,7 @@ describe('finding activity on the canvas, against two gateway replicas', { timeo
     await shot(phone, '01-phone-edge-marker');
     await checkA11y(phone, 'phone-edge-marker', logDir);
 
+    await phone.bringToFront();
     await phone.tapAt(m.x, m.y);
     await waitFor('the message to be in view after tapping the marker', () => anchorInside(phone, seen), 2000);
     await marker.waitFor({ state: 'detached', timeout: 2000 });
@@ -141,6 +142,8 @@ describe('finding activity on the canvas, against two gateway replicas', { timeo
     const seen = messageFrom(desk, 'other', 'find me here');
     await seen.waitFor({ state: 'attached', timeout: 5000 });
     assert.equal(await anchorInside(desk, seen), false, 'the message is off screen before following');
+    // Chromium runs animation frames only in the tab in front, as for a person looking at it.
+    await desk.bringToFront();
     await desk.getByRole('button', { name: /^other: go to/ }).click();
     const canvas = await canvasBox(desk);
     await waitFor('the followed message in the middle of the view', async () => {
