@@ -107,6 +107,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1024..=1_073_741_824))]
     pub send_queue_bytes: u32,
 
+    /// Most cursor positions forwarded per connection per second; the latest always goes last.
+    #[arg(long, env = "CANVASCHAT_CURSOR_HZ", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=120))]
+    pub cursor_hz: u32,
+
     /// Log format; the level comes from `RUST_LOG` (default `info`).
     #[arg(long, env = "CANVASCHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -218,6 +223,11 @@ impl Config {
         Duration::from_secs(self.shutdown_grace_seconds)
     }
 
+    /// The shortest time between two cursor positions forwarded for one connection.
+    pub fn cursor_interval(&self) -> Duration {
+        Duration::from_secs(1) / self.cursor_hz
+    }
+
     pub fn drain_delay(&self) -> Duration {
         Duration::from_secs(self.drain_delay_seconds)
     }
@@ -265,6 +275,7 @@ mod tests {
         assert_eq!(c.presence_ttl_seconds, 300);
         assert_eq!(c.shutdown_grace_seconds, 25);
         assert_eq!(c.drain_delay_seconds, 5);
+        assert_eq!(c.cursor_interval(), Duration::from_millis(50));
         assert_eq!(
             c.history_limits(),
             HistoryLimits {

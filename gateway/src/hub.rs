@@ -154,6 +154,20 @@ pub struct Registration {
     pub presence: PresenceSlot,
 }
 
+/// One frame on its way to a channel's local connections.
+struct Outgoing {
+    sender: Option<ConnectionId>,
+    /// Set for coalesced presence announcements (see `Connection::first_presence_seq`).
+    presence_seq: Option<u64>,
+    /// Chat frames' offset and epoch, for the gate's floor.
+    offset: Option<u64>,
+    epoch: Option<String>,
+    /// Cursor positions: dropped first under backpressure, never held, never a reason to
+    /// close a client.
+    droppable: bool,
+    frame: Utf8Bytes,
+}
+
 /// A channel's pending presence announcements: user -> (arrival, sender, frame).
 type PendingPresence = HashMap<String, (u64, Option<ConnectionId>, String)>;
 
@@ -319,11 +333,14 @@ impl Hub {
         }
         self.fan_out(
             channel,
-            envelope.sender,
-            None,
-            meta.offset,
-            meta.epoch,
-            Utf8Bytes::from(envelope.frame),
+            Outgoing {
+                sender: envelope.sender,
+                presence_seq: None,
+                droppable: meta.kind == "cursor",
+                offset: meta.offset,
+                epoch: meta.epoch,
+                frame: Utf8Bytes::from(envelope.frame),
+            },
         );
     }
 
@@ -337,27 +354,23 @@ impl Hub {
             for (seq, sender, frame) in frames {
                 self.fan_out(
                     &channel,
-                    sender,
-                    Some(seq),
-                    None,
-                    None,
-                    Utf8Bytes::from(frame),
+                    Outgoing {
+                        sender,
+                        presence_seq: Some(seq),
+                        offset: None,
+                        epoch: None,
+                        droppable: false,
+                        frame: Utf8Bytes::from(frame),
+                    },
                 );
             }
         }
     }
 
     /// Queues a frame on every local connection of the channel except its sender.
-    fn fan_out(
-        &self,
-        channel: &str,
-        sender: Option<ConnectionId>,
-        presence_seq: Option<u64>,
-        offset: Option<u64>,
-        epoch: Option<String>,
-        frame: Utf8Bytes,
-    ) {
-        let skip = sender
+    fn fan_out(&self, channel: &str, out: Outgoing) {
+        let skip = out
+            .sender
             .filter(|sender| sender.node == self.node)
             .map(|sender| sender.local);
         let channels = read(&self.channels);
@@ -368,28 +381,56 @@ impl Hub {
         for (local, conn) in conns {
             if Some(*local) == skip
                 || conn.closer.is_closed()
-                || presence_seq.is_some_and(|seq| seq < conn.first_presence_seq)
+                || out
+                    .presence_seq
+                    .is_some_and(|seq| seq < conn.first_presence_seq)
             {
                 continue;
             }
             let mut gate = lock(&conn.gate);
             if let Some(held) = &mut gate.held {
-                if held.len() >= self.queue_frames {
+                if out.droppable {
+                    // A cursor position is stale by the time the greeting ends.
+                } else if held.len() >= self.queue_frames {
                     self.too_slow(channel, conn);
                 } else {
-                    held.push((offset, epoch.clone(), frame.clone()));
+                    held.push((out.offset, out.epoch.clone(), out.frame.clone()));
                 }
                 continue;
             }
-            if below_floor(&gate.floor, offset, epoch.as_deref()) {
+            if below_floor(&gate.floor, out.offset, out.epoch.as_deref()) {
                 continue;
             }
             drop(gate);
-            if self.enqueue(channel, conn, frame.clone()) {
+            let queued = if out.droppable {
+                self.enqueue_droppable(conn, out.frame.clone())
+            } else {
+                self.enqueue(channel, conn, out.frame.clone())
+            };
+            if queued {
                 delivered += 1;
             }
         }
         self.metrics.messages_delivered.inc_by(delivered);
+    }
+
+    /// Queues a frame that may be lost (a cursor position) only while the connection's
+    /// queue is less than half full in frames and bytes: under backpressure these go first,
+    /// and they never get a client closed.
+    fn enqueue_droppable(&self, conn: &Connection, frame: Utf8Bytes) -> bool {
+        let bytes = frame.len();
+        let roomy = conn.queue.capacity() * 2 > self.queue_frames
+            && conn.budget.queued.load(Ordering::Acquire) + bytes <= conn.budget.limit / 2;
+        if !roomy || !conn.budget.reserve(bytes) {
+            self.metrics.cursors_dropped.inc();
+            return false;
+        }
+        if conn.queue.try_send(frame).is_err() {
+            conn.budget.release(bytes);
+            self.metrics.cursors_dropped.inc();
+            return false;
+        }
+        true
     }
 
     /// Queues one frame within the connection's frame and byte budget; a connection over
@@ -578,6 +619,27 @@ mod tests {
         assert!(!slow.closer.is_closed());
         hub.deliver("c", envelope(None, &big));
         assert!(slow.closer.is_closed());
+    }
+
+    #[test]
+    fn cursor_frames_are_dropped_first_and_never_close_a_client() {
+        let hub = hub(4);
+        let mut slow = hub.register("c", "slow");
+        let cursor = r#"{"type":"cursor","user_id":"bob"}"#;
+        hub.deliver("c", envelope(None, cursor));
+        open(&hub, "c", &slow);
+        assert!(slow.queue.try_recv().is_err(), "not held while greeting");
+        hub.deliver("c", envelope(None, cursor));
+        hub.deliver("c", envelope(None, cursor));
+        hub.deliver("c", envelope(None, cursor));
+        assert!(!slow.closer.is_closed());
+        hub.deliver("c", envelope(None, &chat(1)));
+        hub.deliver("c", envelope(None, &chat(2)));
+        assert!(!slow.closer.is_closed(), "cursors left room for chat");
+        let got: Vec<String> = std::iter::from_fn(|| slow.queue.try_recv().ok())
+            .map(|f| FrameMeta::of(f.as_str()).kind)
+            .collect();
+        assert_eq!(got, vec!["cursor", "cursor", "chat", "chat"]);
     }
 
     #[test]

@@ -78,6 +78,7 @@ pub struct Metrics {
     pub messages_delivered: Counter,
     pub delivery_latency: Histogram,
     pub rate_limited: Counter,
+    pub cursors_dropped: Counter,
     pub rejected: Family<ReasonLabel, Counter>,
     pub redis_errors: Family<OpLabel, Counter>,
 }
@@ -93,6 +94,7 @@ impl Default for Metrics {
         // 100 µs .. ~6.5 s: loopback fan-out is sub-millisecond, a struggling Redis is not.
         let delivery_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 17));
         let rate_limited = Counter::default();
+        let cursors_dropped = Counter::default();
         let rejected = Family::<ReasonLabel, Counter>::default();
         let redis_errors = Family::<OpLabel, Counter>::default();
         registry.register(
@@ -131,6 +133,11 @@ impl Default for Metrics {
             rate_limited.clone(),
         );
         registry.register(
+            "cursor_frames_dropped",
+            "Cursor frames not queued to a client whose queue was half full",
+            cursors_dropped.clone(),
+        );
+        registry.register(
             "rejected",
             "Frames and connections refused, by reason",
             rejected.clone(),
@@ -157,6 +164,7 @@ impl Default for Metrics {
             messages_delivered,
             delivery_latency,
             rate_limited,
+            cursors_dropped,
             rejected,
             redis_errors,
         }

@@ -61,6 +61,8 @@ pub enum ClientFrame {
         position: Position,
         client_msg_id: Option<String>,
     },
+    /// Where the user's pointer is: forwarded to the others, never stored or acked.
+    Cursor { position: Position },
 }
 
 /// The raw shape of a client frame before validation; unknown fields are ignored so that
@@ -85,7 +87,7 @@ struct RawPosition {
 pub enum FrameError {
     #[error("frame is not valid JSON of the form {{\"type\":...}}: {0}")]
     Malformed(String),
-    #[error("unknown frame type {0:?}; expected \"chat\"")]
+    #[error("unknown frame type {0:?}; expected \"chat\" or \"cursor\"")]
     UnknownType(String),
     #[error("chat payload must be a non-empty string")]
     EmptyPayload,
@@ -118,13 +120,9 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, (FrameError, Option
         Some(_) => return Err((FrameError::BadClientMsgId, None)),
     };
     let fail = |e: FrameError| (e, client_msg_id.clone());
-    if raw.kind != "chat" {
+    if raw.kind != "chat" && raw.kind != "cursor" {
         return Err(fail(FrameError::UnknownType(raw.kind)));
     }
-    let payload = match raw.payload {
-        Some(serde_json::Value::String(p)) if !p.trim().is_empty() => p,
-        _ => return Err(fail(FrameError::EmptyPayload)),
-    };
     let position = raw
         .position
         .and_then(|p| {
@@ -133,7 +131,17 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, (FrameError, Option
                 y: finite(&p.y)?,
             })
         })
-        .ok_or_else(|| fail(FrameError::BadPosition))?;
+        .ok_or_else(|| fail(FrameError::BadPosition));
+    if raw.kind == "cursor" {
+        return Ok(ClientFrame::Cursor {
+            position: position?,
+        });
+    }
+    let payload = match raw.payload {
+        Some(serde_json::Value::String(p)) if !p.trim().is_empty() => p,
+        _ => return Err(fail(FrameError::EmptyPayload)),
+    };
+    let position = position?;
     Ok(ClientFrame::Chat {
         payload,
         position,
@@ -220,6 +228,11 @@ pub enum ServerFrame {
         offset: u64,
         epoch: String,
         timestamp: String,
+    },
+    Cursor {
+        channel_id: String,
+        user_id: String,
+        position: Position,
     },
     Error {
         code: ErrorCode,
@@ -425,6 +438,27 @@ mod tests {
                 position: Position { x: 120.5, y: -40.0 },
                 client_msg_id: Some("c1".into()),
             })
+        );
+    }
+
+    #[test]
+    fn parses_a_cursor_frame() {
+        assert_eq!(
+            parse_client_frame(r#"{"type":"cursor","position":{"x":1.5,"y":-2}}"#),
+            Ok(ClientFrame::Cursor {
+                position: Position { x: 1.5, y: -2.0 }
+            })
+        );
+        let bad = parse_client_frame(r#"{"type":"cursor","position":{"x":"1","y":2}}"#);
+        assert_eq!(bad, Err((FrameError::BadPosition, None)));
+        let cursor = ServerFrame::Cursor {
+            channel_id: "c".into(),
+            user_id: "bob".into(),
+            position: Position { x: 1.0, y: 2.0 },
+        };
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&cursor.to_json()).unwrap(),
+            json!({"type":"cursor","channel_id":"c","user_id":"bob","position":{"x":1.0,"y":2.0}})
         );
     }
 

@@ -21,8 +21,8 @@ use crate::{
     node::Node,
     presence::Member,
     protocol::{
-        ClientFrame, ConnectionId, ErrorCode, FrameError, ServerFrame, parse_client_frame,
-        timestamp,
+        ClientFrame, ConnectionId, Envelope, ErrorCode, FrameError, Position, ServerFrame,
+        parse_client_frame, timestamp,
     },
 };
 
@@ -97,6 +97,8 @@ impl Session {
                 own: &own,
                 binary_frames: 0,
                 last_seen: Instant::now(),
+                cursor: None,
+                cursor_next: tokio::time::Instant::now(),
             };
             reader.run(stream, &registration.closer).await;
         }
@@ -223,6 +225,10 @@ struct Reader<'a> {
     own: &'a OwnQueue,
     binary_frames: u32,
     last_seen: Instant,
+    /// The latest cursor position not yet forwarded, and when the next may go: positions
+    /// are forwarded at most `CANVASCHAT_CURSOR_HZ` times a second, the latest always last.
+    cursor: Option<Position>,
+    cursor_next: tokio::time::Instant,
 }
 
 impl Reader<'_> {
@@ -232,6 +238,10 @@ impl Reader<'_> {
         loop {
             let next = tokio::select! {
                 _ = closer.closed() => return,
+                _ = tokio::time::sleep_until(self.cursor_next), if self.cursor.is_some() => {
+                    self.forward_cursor().await;
+                    continue;
+                }
                 _ = idle_check.tick() => {
                     if self.last_seen.elapsed() > IDLE_TIMEOUT {
                         closer.close(close_code::GOING_AWAY, "no response to pings");
@@ -273,6 +283,33 @@ impl Reader<'_> {
         }
     }
 
+    /// Publishes the pending cursor position (not stored, not acked, not rate limited).
+    async fn forward_cursor(&mut self) {
+        let Some(position) = self.cursor.take() else {
+            return;
+        };
+        let node = &self.session.node;
+        self.cursor_next = tokio::time::Instant::now() + node.config.cursor_interval();
+        let envelope = Envelope {
+            sender: Some(self.id),
+            published_at_micros: chrono::Utc::now().timestamp_micros(),
+            frame: ServerFrame::Cursor {
+                channel_id: self.session.channel.clone(),
+                user_id: self.session.user.clone(),
+                position,
+            }
+            .to_json(),
+        };
+        if let Err(error) = node
+            .broker
+            .publish_volatile(&self.session.channel, &envelope)
+            .await
+        {
+            node.metrics.redis_error(RedisOp::Publish);
+            tracing::debug!(%error, "cursor publish failed; the next position replaces it");
+        }
+    }
+
     async fn on_text(&mut self, text: &str) {
         let node = &self.session.node;
         let (payload, position, client_msg_id) = match parse_client_frame(text) {
@@ -281,6 +318,13 @@ impl Reader<'_> {
                 position,
                 client_msg_id,
             }) => (payload, position, client_msg_id),
+            Ok(ClientFrame::Cursor { position }) => {
+                self.cursor = Some(position);
+                if tokio::time::Instant::now() >= self.cursor_next {
+                    self.forward_cursor().await;
+                }
+                return;
+            }
             Err((error, client_msg_id)) => {
                 node.metrics.reject(match error {
                     FrameError::UnknownType(_) => RejectReason::UnsupportedType,

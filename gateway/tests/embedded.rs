@@ -224,3 +224,10 @@ async fn a_drain_keeps_serving_while_not_ready_then_closes_with_1001() {
     let (code, _) = g.wait_exit(Duration::from_secs(5)).await;
     assert_eq!(code, Some(0));
 }
+
+#[tokio::test]
+async fn cursors_are_coalesced_never_echoed_and_not_rate_limited() {
+    let g = Gateway::start(&GatewayOptions::embedded().with("CANVASCHAT_RATE_LIMIT_PER_MINUTE", 2))
+        .await;
+    scenarios::cursors_are_coalesced_never_echoed_and_not_rate_limited(&g, &g).await;
+}

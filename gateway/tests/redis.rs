@@ -196,3 +196,14 @@ async fn a_resent_client_msg_id_is_delivered_once_across_replicas() {
     let g = replicas(2, GatewayOptions::redis(&redis)).await;
     scenarios::a_resent_client_msg_id_is_delivered_once(&g[0], &g[1]).await;
 }
+
+#[tokio::test]
+async fn cursors_across_replicas_are_coalesced_never_echoed_and_not_rate_limited() {
+    let redis = Redis::start().await;
+    let g = replicas(
+        2,
+        GatewayOptions::redis(&redis).with("CANVASCHAT_RATE_LIMIT_PER_MINUTE", 2),
+    )
+    .await;
+    scenarios::cursors_are_coalesced_never_echoed_and_not_rate_limited(&g[0], &g[1]).await;
+}

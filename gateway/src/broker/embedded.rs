@@ -110,6 +110,15 @@ impl Broker for EmbeddedBroker {
         futures::future::ready(Ok(ChatOutcome::Published { offset, epoch })).boxed()
     }
 
+    fn publish_volatile<'a>(
+        &'a self,
+        channel: &'a str,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        (self.deliver)(channel, envelope.clone());
+        futures::future::ready(Ok(())).boxed()
+    }
+
     fn recover<'a>(
         &'a self,
         channel: &'a str,

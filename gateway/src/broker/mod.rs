@@ -82,6 +82,14 @@ pub trait Broker: Send + Sync {
         chat: &'a ChatSend<'a>,
     ) -> BoxFuture<'a, Result<ChatOutcome, BrokerError>>;
 
+    /// Sends a frame that is not stored (cursor positions) to every replica subscribed to
+    /// the channel, this one included.
+    fn publish_volatile<'a>(
+        &'a self,
+        channel: &'a str,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), BrokerError>>;
+
     /// The channel's epoch and latest offset, and the messages a connection gets after
     /// `user_sync` (see `history::ChannelLog::recover` for the rules).
     fn recover<'a>(

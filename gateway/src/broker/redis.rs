@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use fred::types::scripts::Script;
+use fred::{interfaces::PubsubInterface, types::scripts::Script};
 use futures::{FutureExt, future::BoxFuture};
 use uuid::Uuid;
 
@@ -21,6 +21,7 @@ use super::{
 use crate::{
     history::{ChatOutcome, Recovery, Since},
     presence::redis::NOW_MS,
+    protocol::Envelope,
     rate_limit::MESSAGE_COST,
     redis_conn::{RedisConnection, pubsub_channel, redis_err},
 };
@@ -179,6 +180,23 @@ impl Broker for RedisBroker {
                 .await
                 .map_err(redis_err("chat publish"))?;
             parse_chat_reply(&reply)
+        }
+        .boxed()
+    }
+
+    fn publish_volatile<'a>(
+        &'a self,
+        channel: &'a str,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        async move {
+            let _receivers: i64 = self
+                .conn
+                .client
+                .publish(pubsub_channel(channel), envelope.encode())
+                .await
+                .map_err(redis_err("PUBLISH"))?;
+            Ok(())
         }
         .boxed()
     }

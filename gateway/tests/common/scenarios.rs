@@ -323,3 +323,49 @@ pub async fn a_resent_client_msg_id_is_delivered_once(a: &Gateway, b: &Gateway) 
     assert_eq!(third["offset"], first["offset"]);
     bob.expect_silence(Duration::from_millis(300)).await;
 }
+
+/// Cursor positions: coalesced per connection (the gateways run with the default 20 Hz),
+/// the latest delivered last, never echoed or acked, not counted in the chat rate limit
+/// (the gateways run with a limit of 2 per minute).
+pub async fn cursors_are_coalesced_never_echoed_and_not_rate_limited(a: &Gateway, b: &Gateway) {
+    let (mut alice, _) = join(a, "alice", "cursors").await;
+    let (mut bob, _) = join(b, "bob", "cursors").await;
+    alice.recv_type("user_joined").await;
+    let started = std::time::Instant::now();
+    for x in 0..40 {
+        alice
+            .send_text(json!({"type":"cursor","position":{"x":x,"y":-1.5}}).to_string())
+            .await;
+    }
+    alice.chat("first", 0.0, 0.0, "c1").await;
+    alice.chat("second", 0.0, 0.0, "c2").await;
+    for id in ["c1", "c2"] {
+        let reply = alice.recv().await;
+        assert_eq!(reply["type"], "ack", "acked, not limited, no echo: {reply}");
+        assert_eq!(reply["client_msg_id"], id);
+    }
+    let mut cursors = Vec::new();
+    let mut chats = 0;
+    while chats < 2 || cursors.last() != Some(&39.0) {
+        let frame = bob.recv().await;
+        match frame["type"].as_str() {
+            Some("cursor") => {
+                assert_eq!(frame["user_id"], "alice", "{frame}");
+                assert_eq!(frame["channel_id"], "cursors", "{frame}");
+                assert_eq!(frame["position"]["y"], -1.5, "{frame}");
+                cursors.push(frame["position"]["x"].as_f64().expect("x"));
+            }
+            Some("chat") => chats += 1,
+            _ => {}
+        }
+    }
+    let allowed = 2 + (started.elapsed().as_secs_f64() * 20.0).ceil() as usize;
+    assert!(
+        cursors.len() <= allowed,
+        "{} positions forwarded, at most {allowed} allowed: {cursors:?}",
+        cursors.len()
+    );
+    assert!(cursors.is_sorted(), "positions in order: {cursors:?}");
+    bob.expect_silence(Duration::from_millis(300)).await;
+    alice.expect_silence(Duration::from_millis(300)).await;
+}
