@@ -7,39 +7,71 @@ cd "$(dirname "$0")/.."
 say() { printf '\n== %s\n' "$*"; }
 
 as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
-    echo "need root to run: $*" >&2; return 1
-  fi
+    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo > /dev/null; then sudo "$@"; else
+        echo "need root to run: $*" >&2
+        return 1
+    fi
 }
 
 missing=()
-command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-server > /dev/null || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
-command -v openssl >/dev/null || missing+=(openssl)
+command -v openssl > /dev/null || missing+=(openssl)
+command -v curl > /dev/null || missing+=(curl)
+command -v shellcheck > /dev/null || missing+=(shellcheck)
+# cc for the Rust crates that compile C; the venv module is a separate package on Debian.
+{ command -v cc && command -v make; } > /dev/null || missing+=(build-essential)
+python3 -c 'import ensurepip, venv' 2> /dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
-  say "apt-get install ${missing[*]}"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    say "apt-get install ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
 fi
 
-for tool in cargo go node npm python3 kubectl; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: install it first (see README.md)" >&2; exit 1; }
-done
+# version_at_least HAVE WANT: true when HAVE >= WANT (dotted versions).
+version_at_least() { [ "$(printf '%s\n' "$2" "$1" | sort -V | head -n 1)" = "$2" ]; }
+
+# need TOOL WANT HAVE HOW: stop with what to do when TOOL is missing or older than WANT.
+problems=0
+need() {
+    if [ -z "$3" ]; then
+        echo "missing $1 (version $2 or newer): $4" >&2
+        problems=$((problems + 1))
+    elif ! version_at_least "$3" "$2"; then
+        echo "$1 $3 ($(command -v "$1")) is older than the $2 this project needs: $4" >&2
+        problems=$((problems + 1))
+    fi
+}
+have() { # COMMAND ARGS... -> the first version number it prints, empty when it is missing
+    if command -v "$1" > /dev/null; then "$@" 2> /dev/null | grep -oE '[0-9]+(\.[0-9]+)+' | head -n 1; fi
+}
+
+# The wanted versions are read from the files that set them.
+rust_want=$(awk -F'"' '/^rust-version/ {print $2; exit}' Cargo.toml)
+go_want=$(awk '$1 == "go" {print $2}' tests/controlplane/*/go.mod | sort -V | tail -n 1)
+node_want=$(python3 -c 'import json; print(json.load(open("frontend/package.json"))["engines"]["node"].lstrip(">=~^ "))')
+need cargo "$rust_want" "$(have cargo --version)" "install Rust with rustup (https://rustup.rs) or run 'rustup update stable'"
+need go "$go_want" "$(have go version)" \
+    "install Go from https://go.dev/dl/ (Debian's golang package is too old), or run with GOTOOLCHAIN=go$go_want to let go fetch it"
+need node "$node_want" "$(have node --version)" "install the current Node.js LTS (https://nodejs.org/en/download)"
+need npm 1 "$(have npm --version)" "npm comes with Node.js"
+need python3 3.10 "$(have python3 --version)" "apt-get install python3"
+[ "$problems" = 0 ] || exit 1
 
 say "rust components"
-rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
-rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed 2> /dev/null | grep -q '^clippy' || rustup component add clippy
+rustup component list --installed 2> /dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 
 say "frontend dependencies (npm ci)"
 # npm ci wipes node_modules; skip it when the lock file has not changed since the last install.
 stamp=frontend/node_modules/.canvaschat-lock.sha256
 want=$(sha256sum frontend/package-lock.json | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  (cd frontend && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$want" > "$stamp"
+if [ "$(cat "$stamp" 2> /dev/null)" != "$want" ]; then
+    (cd frontend && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" > "$stamp"
 else
-  echo "up to date"
+    echo "up to date"
 fi
 
-say "local Kubernetes control plane binaries (cached by version)"
-bash tests/controlplane/build.sh
+say "local Kubernetes control plane, kubectl, helm, actionlint and promtool (cached by version)"
+bash tests/controlplane/build.sh kubernetes kubectl etcd kwok helm actionlint promtool > /dev/null

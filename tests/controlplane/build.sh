@@ -1,75 +1,100 @@
 #!/usr/bin/env bash
-# Builds the local control plane from the Go module proxy: kube-apiserver,
-# kube-controller-manager, kube-scheduler, etcd, kwok and helm, plus kwok's stage file.
-# Idempotent: a no-op when the binaries for the pinned versions are already cached under
-# $HOME/.cache/canvaschat/controlplane/<version>-<hash>/ (override the root with
-# CANVASCHAT_CP_CACHE). Prints the bin directory on its last line.
+# Builds test tools from the Go module proxy, each pinned by its wrapper module next to this
+# file and cached under $HOME/.cache/canvaschat/controlplane/<component>/<version>-<hash>/
+# (override the root with CANVASCHAT_CP_CACHE):
+#   kubernetes  kube-apiserver, kube-controller-manager, kube-scheduler
+#   kubectl     kubectl of the same release (same wrapper module)
+#   etcd, kwok (with its stage file), helm, actionlint, promtool, kind
+# Usage: build.sh [COMPONENT...] (default: kubernetes kubectl etcd kwok helm). A no-op for
+# components already cached. Builds are serialised by a lock, so parallel callers wait for
+# one build instead of racing. Prints, on its last line, a bin directory holding every
+# requested binary (put it first on PATH).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-if [ -f "$CP_CACHE_DIR/complete" ]; then
-    echo "controlplane: cached binaries in $CP_BIN_DIR" >&2
-    echo "$CP_BIN_DIR"
-    exit 0
-fi
-
-command -v go >/dev/null || { echo "controlplane: go is not installed" >&2; exit 1; }
-command -v openssl >/dev/null || { echo "controlplane: openssl is not installed" >&2; exit 1; }
-
-# Build into a scratch directory and rename at the end, so an interrupted build never
-# leaves a half-filled cache that looks complete.
-mkdir -p "$(dirname "$CP_CACHE_DIR")"
-work=$(mktemp -d "${CP_CACHE_DIR}.partial.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/bin"
-
-export CGO_ENABLED=0
-GOBUILD=(nice -n 10 go build -trimpath -ldflags "-s -w")
+components=("$@")
+[ ${#components[@]} -gt 0 ] || components=("${CP_DEFAULT_COMPONENTS[@]}")
 
 step() { echo "controlplane: $* ($(date -u +%H:%M:%S))" >&2; }
 
-# Without the version stamp /version reports v0.0.0 and version checks (helm kubeVersion,
-# clients) fail. Both the server and client-go copies of the version package are stamped.
-minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
-ldflags="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+# adopt_legacy NAME WORK: cache directories of earlier versions of this script held every
+# component in one <kube version>-<hash>/bin. Their binaries are reused (hard-linked) when
+# the Go build info embedded in each, and the version it prints, prove it was built from
+# this recipe.
+adopt_legacy() {
+    local legacy pkg bin
+    for legacy in "$CP_CACHE_ROOT/$KUBE_VERSION"-*/; do
+        [ -f "$legacy/complete" ] || continue
+        for pkg in "${C_PKGS[@]}"; do
+            bin=${C_OUT:-${pkg##*/}}
+            if ! [ -x "$legacy/bin/$bin" ] || ! python3 "$CP_SRC_DIR/buildinfo_matches.py" \
+                "$legacy/bin/$bin" "$CP_SRC_DIR/$C_DIR" "$pkg" "$C_TAGS" "${C_PROBE[@]}"; then
+                continue 2
+            fi
+        done
+        for pkg in "${C_PKGS[@]}"; do
+            bin=${C_OUT:-${pkg##*/}}
+            cp -l "$legacy/bin/$bin" "$2/bin/$bin" 2> /dev/null || cp "$legacy/bin/$bin" "$2/bin/$bin"
+        done
+        step "$1: reusing the identical binaries of $legacy"
+        return 0
+    done
+    return 1
+}
+
+# build NAME: builds one component into its cache directory unless it is there already.
+build() {
+    local dir work
+    dir=$(component_dir "$1")
+    [ -f "$dir/complete" ] && return 0
+    component "$1"
+    command -v go > /dev/null || { echo "controlplane: go is not installed (scripts/install-deps.sh)" >&2; return 1; }
+    # Build into a scratch directory and rename at the end, so an interrupted build never
+    # leaves a half-filled cache that looks complete.
+    mkdir -p "$(dirname "$dir")"
+    work=$(mktemp -d "$dir.partial.XXXXXX")
+    # shellcheck disable=SC2064 # the directory of this build, fixed now
+    trap "rm -rf '$work'" EXIT
+    mkdir -p "$work/bin"
+    if ! adopt_legacy "$1" "$work"; then
+        step "building $1 $C_VERSION${2:+ ($2)}"
+        local out=$work/bin/
+        [ -n "$C_OUT" ] && out=$work/bin/$C_OUT
+        # One invocation per component so its commands share compilation.
+        (cd "$CP_SRC_DIR/$C_DIR" && CGO_ENABLED=0 nice -n 10 go build -trimpath ${C_TAGS:+-tags "$C_TAGS"} \
+            -ldflags "$C_LDFLAGS" -o "$out" "${C_PKGS[@]}")
+    fi
+    if [ "$1" = kwok ]; then kwok_stages "$work"; fi
+    touch "$work/complete"
+    rm -rf "$dir"
+    mv "$work" "$dir"
+    trap - EXIT
+    step "$1 cached in $dir"
+}
+
+mkdir -p "$CP_CACHE_ROOT"
+exec {lock}> "$CP_CACHE_ROOT/.build.lock"
+if ! flock -n "$lock"; then
+    step "waiting for another build to finish (lock $CP_CACHE_ROOT/.build.lock)"
+    flock "$lock"
+fi
+for name in "${components[@]}"; do
+    hint=""
+    [ "$name" = kubernetes ] && hint="a cold build takes 10-25 minutes"
+    build "$name" "$hint"
 done
-step "building kube-apiserver, kube-controller-manager, kube-scheduler $KUBE_VERSION (a cold build takes 10-25 minutes)"
-# One invocation for the three commands so they share compilation.
-(cd "$CP_SRC_DIR/kubernetes" && nice -n 10 go build -trimpath -tags selinux,notest -ldflags "$ldflags" \
-    -o "$work/bin/" \
-    k8s.io/kubernetes/cmd/kube-apiserver \
-    k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler)
 
-step "building etcd"
-(cd "$CP_SRC_DIR/etcd" && "${GOBUILD[@]}" -o "$work/bin/etcd" go.etcd.io/etcd/server/v3)
-
-step "building kwok"
-(cd "$CP_SRC_DIR/kwok" && "${GOBUILD[@]}" -o "$work/bin/kwok" sigs.k8s.io/kwok/cmd/kwok)
-
-step "building helm"
-helm_version=$(cd "$CP_SRC_DIR/helm" && go list -m -f '{{.Version}}' helm.sh/helm/v4)
-(cd "$CP_SRC_DIR/helm" && nice -n 10 go build -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$helm_version" \
-    -o "$work/bin/helm" helm.sh/helm/v4/cmd/helm)
-
-# kwok's stages (fast node initialisation, node heartbeat, pods Running and Ready at once,
-# pod completion and deletion) ship as YAML in the module, not in the binary's defaults.
-kwok_dir=$(cd "$CP_SRC_DIR/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
-stage_dir=$kwok_dir/kustomize/stage
-for f in node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml \
-    pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
-    [ -f "$stage_dir/$f" ] || { echo "controlplane: kwok stage $stage_dir/$f is missing" >&2; exit 1; }
-    echo "---"
-    cat "$stage_dir/$f"
-done > "$work/kwok-stages.yaml"
-
-touch "$work/complete"
-rm -rf "$CP_CACHE_DIR"
-mv "$work" "$CP_CACHE_DIR"
-trap - EXIT
-step "built into $CP_BIN_DIR"
-echo "$CP_BIN_DIR"
+# One bin directory per set of component versions, of links to the cached binaries.
+dirs=()
+for name in "${components[@]}"; do dirs+=("$(component_dir "$name")"); done
+set_dir=$CP_CACHE_ROOT/sets/$(printf '%s\n' "${dirs[@]}" | sha256sum | cut -c1-12)
+if [ ! -f "$set_dir/complete" ]; then
+    rm -rf "$set_dir"
+    mkdir -p "$set_dir/bin"
+    for dir in "${dirs[@]}"; do
+        ln -s "$dir"/bin/* "$set_dir/bin/"
+        [ -f "$dir/kwok-stages.yaml" ] && ln -s "$dir/kwok-stages.yaml" "$set_dir/"
+    done
+    touch "$set_dir/complete"
+fi
+echo "$set_dir/bin"

@@ -13,7 +13,7 @@ upstream_mod=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$version" |
 go_directive=$(awk '$1 == "go" {print $2; exit}' "$upstream_mod")
 
 {
-    echo "// Wrapper module: builds kube-apiserver, kube-controller-manager and kube-scheduler"
+    echo "// Wrapper module: builds kube-apiserver, kube-controller-manager, kube-scheduler and kubectl"
     echo "// from k8s.io/kubernetes, whose staging modules are required at v0.0.0 and must be"
     echo "// replaced by their published v0.X.Y releases. Regenerate with ../gen-kubernetes-mod.sh."
     echo "module canvaschat.io/tests/controlplane/kubernetes"
@@ -23,7 +23,7 @@ go_directive=$(awk '$1 == "go" {print $2; exit}' "$upstream_mod")
     echo "require k8s.io/kubernetes $version"
     echo
     echo "tool ("
-    printf '\tk8s.io/kubernetes/cmd/%s\n' kube-apiserver kube-controller-manager kube-scheduler
+    printf '\tk8s.io/kubernetes/cmd/%s\n' kube-apiserver kube-controller-manager kube-scheduler kubectl
     echo ")"
     echo
     echo "replace ("

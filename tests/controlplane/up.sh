@@ -2,7 +2,7 @@
 # Starts a local Kubernetes control plane on free loopback ports: etcd, kube-apiserver
 # (RBAC on, service-account tokens), kube-controller-manager, kube-scheduler and kwok with
 # one fake Node that is Ready (Pods bound to it become Running and Ready). Builds the
-# binaries first if they are not cached (build.sh).
+# binaries first if they are not cached (build.sh); its kubectl is the one used here.
 #
 # State (certificates, kubeconfigs, etcd data, logs, pids) lives in $CANVASCHAT_CP_DIR
 # (default /tmp/canvaschat-controlplane). On success the last line printed is
@@ -26,7 +26,8 @@ is_running() { # component -> true when its recorded pid is alive and still that
     [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "$CP_BIN_DIR/$1 "
 }
 
-"$CP_SRC_DIR/build.sh" > /dev/null
+CP_BIN_DIR=$("$CP_SRC_DIR/build.sh" | tail -n 1)
+export PATH=$CP_BIN_DIR:$PATH
 
 if is_running kube-apiserver; then
     log "already running in $CP_STATE_DIR"
@@ -40,15 +41,17 @@ rm -rf "$CP_STATE_DIR"
 mkdir -p "$CP_STATE_DIR"/{pki,logs,pids,etcd}
 pki=$CP_STATE_DIR/pki
 
-# Ask the OS for free ports, holding all of them until every one is chosen so none repeats.
-read -r etcd_port etcd_peer_port api_port kcm_port sched_port kwok_port < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(6)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-')
-api_url=https://127.0.0.1:$api_port
+# Ports: the OS names free ones, but they are released before the components bind them, so
+# one can be taken in between; a component that then fails to bind is started again on new
+# ports (launch).
+declare -A port
+pick_ports() { # NAME... : a free loopback port for each
+    local name
+    for name in "$@"; do
+        port[$name]=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    done
+}
+pick_ports etcd etcd-peer kube-apiserver kube-controller-manager kube-scheduler kwok
 
 # --- certificates -------------------------------------------------------------------
 ossl() { openssl "$@" 2>> "$CP_STATE_DIR/logs/openssl.log"; }
@@ -78,7 +81,7 @@ ossl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
 
 kubeconfig() { # NAME -> $CP_STATE_DIR/NAME.kubeconfig authenticating with pki/NAME.crt
     local file=$CP_STATE_DIR/$1.kubeconfig
-    kubectl config --kubeconfig="$file" set-cluster canvaschat-local --server="$api_url" \
+    kubectl config --kubeconfig="$file" set-cluster canvaschat-local --server="https://127.0.0.1:${port[kube-apiserver]}" \
         --certificate-authority="$pki/ca.crt" --embed-certs=true > /dev/null
     kubectl config --kubeconfig="$file" set-credentials "$1" \
         --client-certificate="$pki/$1.crt" --client-key="$pki/$1.key" --embed-certs=true > /dev/null
@@ -86,7 +89,8 @@ kubeconfig() { # NAME -> $CP_STATE_DIR/NAME.kubeconfig authenticating with pki/N
         --user="$1" > /dev/null
     kubectl config --kubeconfig="$file" use-context canvaschat-local > /dev/null
 }
-for name in admin kube-controller-manager kube-scheduler kwok; do kubeconfig "$name"; done
+kubeconfigs() { local name; for name in admin kube-controller-manager kube-scheduler kwok; do kubeconfig "$name"; done; }
+kubeconfigs
 export KUBECONFIG=$CP_STATE_DIR/admin.kubeconfig
 
 start() { # COMPONENT ARGS... : run detached, log to logs/COMPONENT.log, pid to pids/COMPONENT
@@ -95,72 +99,117 @@ start() { # COMPONENT ARGS... : run detached, log to logs/COMPONENT.log, pid to 
 }
 
 # wait_for COMPONENT SECONDS COMMAND... : retry COMMAND every 0.2 s until it succeeds,
-# giving up early when COMPONENT's process has exited.
+# giving up early when COMPONENT's process has exited. Returns 2 when it exited because a
+# port was taken.
 wait_for() {
     local component=$1 deadline=$((SECONDS + $2))
     shift 2
     until "$@" > /dev/null 2>&1; do
-        is_running "$component" ||
+        if ! is_running "$component"; then
+            grep -q 'address already in use' "$CP_STATE_DIR/logs/$component.log" && return 2
             fail "$component exited: $(tail -n 20 "$CP_STATE_DIR/logs/$component.log")"
+        fi
         [ $SECONDS -lt $deadline ] || fail "timed out waiting for $component: $*"
         sleep 0.2
     done
 }
 
 # --- processes ----------------------------------------------------------------------
-start etcd --name=canvaschat --data-dir="$CP_STATE_DIR/etcd" \
-    --listen-client-urls="http://127.0.0.1:$etcd_port" \
-    --advertise-client-urls="http://127.0.0.1:$etcd_port" \
-    --listen-peer-urls="http://127.0.0.1:$etcd_peer_port" \
-    --initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer_port" \
-    --initial-cluster="canvaschat=http://127.0.0.1:$etcd_peer_port" \
-    --unsafe-no-fsync=true --log-level=warn
-wait_for etcd 30 curl -fs --max-time 2 "http://127.0.0.1:$etcd_port/health"
+# Per component: its command line and the check that it serves.
+args_etcd() {
+    local client=http://127.0.0.1:${port[etcd]} peer=http://127.0.0.1:${port[etcd-peer]}
+    args=(--name=canvaschat --data-dir="$CP_STATE_DIR/etcd"
+        --listen-client-urls="$client" --advertise-client-urls="$client"
+        --listen-peer-urls="$peer" --initial-advertise-peer-urls="$peer"
+        --initial-cluster="canvaschat=$peer"
+        --unsafe-no-fsync=true --log-level=warn)
+}
+ready_etcd() { wait_for etcd 30 curl -fs --max-time 2 "http://127.0.0.1:${port[etcd]}/health"; }
 
-start kube-apiserver \
-    --etcd-servers="http://127.0.0.1:$etcd_port" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
-    --endpoint-reconciler-type=none \
-    --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
-    --client-ca-file="$pki/ca.crt" \
-    --authorization-mode=RBAC \
-    --service-cluster-ip-range=10.0.0.0/24 \
-    --allow-privileged=true \
-    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file="$pki/sa.pub" \
-    --service-account-signing-key-file="$pki/sa.key" \
-    --profiling=false
-wait_for kube-apiserver 90 curl -fs --max-time 2 --cacert "$pki/ca.crt" \
-    --cert "$pki/admin.crt" --key "$pki/admin.key" "$api_url/readyz"
+args_kube_apiserver() {
+    args=(--etcd-servers="http://127.0.0.1:${port[etcd]}"
+        --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="${port[kube-apiserver]}"
+        --endpoint-reconciler-type=none
+        --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key"
+        --client-ca-file="$pki/ca.crt"
+        --authorization-mode=RBAC
+        --service-cluster-ip-range=10.0.0.0/24
+        --allow-privileged=true
+        --service-account-issuer=https://kubernetes.default.svc.cluster.local
+        --service-account-key-file="$pki/sa.pub"
+        --service-account-signing-key-file="$pki/sa.key"
+        --profiling=false)
+}
+ready_kube_apiserver() {
+    wait_for kube-apiserver 90 curl -fs --max-time 2 --cacert "$pki/ca.crt" \
+        --cert "$pki/admin.crt" --key "$pki/admin.key" "https://127.0.0.1:${port[kube-apiserver]}/readyz"
+}
 
-start kube-controller-manager \
-    --kubeconfig="$CP_STATE_DIR/kube-controller-manager.kubeconfig" \
-    --authentication-kubeconfig="$CP_STATE_DIR/kube-controller-manager.kubeconfig" \
-    --authorization-kubeconfig="$CP_STATE_DIR/kube-controller-manager.kubeconfig" \
-    --bind-address=127.0.0.1 --secure-port="$kcm_port" \
-    --leader-elect=false \
-    --use-service-account-credentials=true \
-    --service-account-private-key-file="$pki/sa.key" \
-    --root-ca-file="$pki/ca.crt" \
-    --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
-    --enable-hostpath-provisioner=true \
-    --profiling=false
-start kube-scheduler \
-    --kubeconfig="$CP_STATE_DIR/kube-scheduler.kubeconfig" \
-    --authentication-kubeconfig="$CP_STATE_DIR/kube-scheduler.kubeconfig" \
-    --authorization-kubeconfig="$CP_STATE_DIR/kube-scheduler.kubeconfig" \
-    --bind-address=127.0.0.1 --secure-port="$sched_port" \
-    --leader-elect=false --profiling=false
-start kwok \
-    --kubeconfig="$CP_STATE_DIR/kwok.kubeconfig" \
-    --config="$CP_CACHE_DIR/kwok-stages.yaml" \
-    --manage-all-nodes=false \
-    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-    --node-ip=127.0.0.1 --cidr=10.244.0.0/16 \
-    --server-address="127.0.0.1:$kwok_port"
-wait_for kube-controller-manager 60 curl -fsk --max-time 2 "https://127.0.0.1:$kcm_port/healthz"
-wait_for kube-scheduler 60 curl -fsk --max-time 2 "https://127.0.0.1:$sched_port/healthz"
-wait_for kwok 60 curl -fs --max-time 2 "http://127.0.0.1:$kwok_port/healthz"
+args_kube_controller_manager() {
+    local kc=$CP_STATE_DIR/kube-controller-manager.kubeconfig
+    args=(--kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc"
+        --bind-address=127.0.0.1 --secure-port="${port[kube-controller-manager]}"
+        --leader-elect=false
+        --use-service-account-credentials=true
+        --service-account-private-key-file="$pki/sa.key"
+        --root-ca-file="$pki/ca.crt"
+        --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key"
+        --enable-hostpath-provisioner=true
+        --profiling=false)
+}
+ready_kube_controller_manager() {
+    wait_for kube-controller-manager 60 curl -fsk --max-time 2 "https://127.0.0.1:${port[kube-controller-manager]}/healthz"
+}
+
+args_kube_scheduler() {
+    local kc=$CP_STATE_DIR/kube-scheduler.kubeconfig
+    args=(--kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc"
+        --bind-address=127.0.0.1 --secure-port="${port[kube-scheduler]}"
+        --leader-elect=false --profiling=false)
+}
+ready_kube_scheduler() {
+    wait_for kube-scheduler 60 curl -fsk --max-time 2 "https://127.0.0.1:${port[kube-scheduler]}/healthz"
+}
+
+args_kwok() {
+    args=(--kubeconfig="$CP_STATE_DIR/kwok.kubeconfig"
+        --config="$(dirname "$CP_BIN_DIR")/kwok-stages.yaml"
+        --manage-all-nodes=false
+        --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake
+        --node-ip=127.0.0.1 --cidr=10.244.0.0/16
+        --server-address="127.0.0.1:${port[kwok]}")
+}
+ready_kwok() { wait_for kwok 60 curl -fs --max-time 2 "http://127.0.0.1:${port[kwok]}/healthz"; }
+
+launch() { # COMPONENT: start it on its current ports
+    local args=()
+    "args_${1//-/_}"
+    start "$1" "${args[@]}"
+}
+
+# await COMPONENT: wait until it serves; when it could not bind a port, start it again on
+# new ports (at most three times).
+await() {
+    local attempt status
+    for attempt in 1 2 3; do
+        status=0
+        "ready_${1//-/_}" || status=$?
+        [ $status = 0 ] && return 0
+        log "$1: a port was taken (attempt $attempt); starting it again on new ports"
+        if [ "$1" = etcd ]; then pick_ports etcd etcd-peer; else pick_ports "$1"; fi
+        [ "$1" = kube-apiserver ] && kubeconfigs
+        launch "$1"
+    done
+    fail "$1 could not bind free ports three times"
+}
+
+launch etcd
+await etcd
+launch kube-apiserver
+await kube-apiserver
+# The API server's clients start together.
+for component in kube-controller-manager kube-scheduler kwok; do launch "$component"; done
+for component in kube-controller-manager kube-scheduler kwok; do await "$component"; done
 
 # --- cluster objects ------------------------------------------------------------------
 # One fake node managed by kwok (selected by the annotation), and a default StorageClass
@@ -197,11 +246,11 @@ wait_for kwok 60 kubectl wait --for=condition=Ready node/kwok-node-0 --timeout=2
 wait_for kube-controller-manager 60 kubectl get serviceaccount default -n default
 
 cat > "$CP_STATE_DIR/ports" <<EOF
-etcd=$etcd_port
-kube-apiserver=$api_port
-kube-controller-manager=$kcm_port
-kube-scheduler=$sched_port
-kwok=$kwok_port
+etcd=${port[etcd]}
+kube-apiserver=${port[kube-apiserver]}
+kube-controller-manager=${port[kube-controller-manager]}
+kube-scheduler=${port[kube-scheduler]}
+kwok=${port[kwok]}
 EOF
-log "ready at $api_url ($(kubectl version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])'))"
+log "ready at https://127.0.0.1:${port[kube-apiserver]} ($(kubectl version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])'))"
 echo "export KUBECONFIG=$KUBECONFIG"
