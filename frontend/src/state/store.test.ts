@@ -316,6 +316,30 @@ describe('history and recovery', () => {
   });
 });
 
+describe('a large history', () => {
+  it('is added in one update and keeps the newest MAX_MESSAGES', () => {
+    const many = Array.from({ length: MAX_MESSAGES + 20 }, (_, i) => ({
+      type: 'chat' as const,
+      message_id: `h-${i}`,
+      channel_id: 'room',
+      user_id: 'bob',
+      payload: `${i}`,
+      position: at,
+      offset: i + 1,
+      epoch: 'e1',
+    }));
+    let updates = 0;
+    const unsubscribe = store.subscribe(() => updates++);
+    s().beginConnection(false);
+    s().receive({ type: 'history', channel_id: 'room', epoch: 'e1', recovered: false, messages: many });
+    unsubscribe();
+    expect(updates).toBe(2); // the recovery point, then the messages
+    expect(s().messages).toHaveLength(MAX_MESSAGES);
+    expect(s().messages[0]?.key).toBe('h-20');
+    expect(vi.getTimerCount()).toBe(MAX_MESSAGES);
+  });
+});
+
 describe('cursors', () => {
   it('tracks others, ignores its own user, forgets users who leave or are gone after a sync', () => {
     s().receive({ type: 'cursor', channel_id: 'room', user_id: 'bob', position: { x: 1, y: 2 } });

@@ -218,19 +218,22 @@ export function createChatStore(): ChatStore {
       });
       restoredSince = null;
       set({ recovery: plan.after });
-      for (const { frame: m, remainingMs } of plan.show) add(receivedMessage(m, remainingMs));
+      add(...plan.show.map(({ frame: m, remainingMs }) => receivedMessage(m, remainingMs)));
       if (plan.missedSome) showMissedNotice();
     };
 
-    /** Adds a message, dropping the oldest delivered ones beyond MAX_MESSAGES. */
-    const add = (message: CanvasMessage) => {
-      const messages = [...get().messages, message];
+    /**
+     * Adds messages in one update, dropping the oldest delivered ones beyond MAX_MESSAGES
+     * (those just added go last: they are the newest).
+     */
+    const add = (...added: CanvasMessage[]) => {
+      const messages = [...get().messages, ...added];
       let excess = messages.length - MAX_MESSAGES;
-      const dropped: string[] = [];
+      const dropped = new Set<string>();
       for (const m of messages) {
         if (excess <= 0) break;
-        if (!isUnsent(m) && m.key !== message.key) {
-          dropped.push(m.key);
+        if (!isUnsent(m)) {
+          dropped.add(m.key);
           excess--;
         }
       }
@@ -238,7 +241,7 @@ export function createChatStore(): ChatStore {
         clearTimer(fadeTimers, key);
         clearTimer(ackTimers, key);
       }
-      set({ messages: dropped.length ? messages.filter((m) => !dropped.includes(m.key)) : messages });
+      set({ messages: dropped.size ? messages.filter((m) => !dropped.has(m.key)) : messages });
     };
 
     const failMessage = (key: string, reason: string) => {
