@@ -41,7 +41,7 @@ async fn presence_events(watcher: &mut Client, quiet: Duration) -> HashMap<Strin
 #[tokio::test]
 async fn simultaneous_cross_replica_reloads_end_with_everyone_present() {
     const USERS: usize = 16;
-    const RELOADS: usize = 20;
+    const RELOADS: usize = 50;
     let redis = Redis::start().await;
     let g = replicas(2, GatewayOptions::redis(&redis)).await;
     let (mut watcher, _) = join(&g[0], "watcher", "storm").await;
