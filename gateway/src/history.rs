@@ -8,6 +8,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+type SentKey = (String, String);
+
 use uuid::Uuid;
 
 use crate::{presence::Millis, protocol::stamp_chat};
@@ -74,7 +76,9 @@ pub struct ChannelLog {
     epoch: String,
     offset: u64,
     entries: VecDeque<Entry>,
-    sent: HashMap<(String, String), Sent>,
+    sent: HashMap<SentKey, Sent>,
+    /// The same keys in the order they were sent, so expired ones are found in O(1).
+    sent_order: VecDeque<(Millis, SentKey)>,
     /// Last write or read, so idle logs can be forgotten.
     pub touched: Millis,
 }
@@ -86,6 +90,7 @@ impl ChannelLog {
             offset: 0,
             entries: VecDeque::new(),
             sent: HashMap::new(),
+            sent_order: VecDeque::new(),
             touched: now,
         }
     }
@@ -131,8 +136,10 @@ impl ChannelLog {
             frame: frame.clone(),
         });
         if let Some((user, client_msg_id)) = sender {
+            let key = (user.to_owned(), client_msg_id.to_owned());
+            self.sent_order.push_back((now, key.clone()));
             self.sent.insert(
-                (user.to_owned(), client_msg_id.to_owned()),
+                key,
                 Sent {
                     at: now,
                     offset: self.offset,
@@ -153,7 +160,15 @@ impl ChannelLog {
         {
             self.entries.pop_front();
         }
-        self.sent.retain(|_, sent| sent.at >= cutoff);
+        while let Some((at, _)) = self.sent_order.front()
+            && *at < cutoff
+        {
+            if let Some((at, key)) = self.sent_order.pop_front()
+                && self.sent.get(&key).is_some_and(|sent| sent.at == at)
+            {
+                self.sent.remove(&key);
+            }
+        }
     }
 
     /// What a connection gets after `user_sync`.
