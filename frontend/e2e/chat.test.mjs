@@ -370,4 +370,34 @@ describe("the README's local run: one gateway with its embedded broker, two wind
     await waitOnline(second, ['dora2', 'eve']);
     assert.deepEqual(errors, []);
   });
+  it("a narrow window sees the wide one's cursor, and an edge marker when it moves or writes out of view", async () => {
+    const errors = [];
+    const wide = await context.newPage();
+    const narrow = await context.newPage();
+    for (const p of [wide, narrow]) p.on('pageerror', (e) => errors.push(e.message));
+    await narrow.setViewportSize({ width: 390, height: 844 });
+    await joinAs(wide, gateway.origin, 'wide', 'windows');
+    await joinAs(narrow, gateway.origin, 'narrow', 'windows');
+    await waitOnline(wide, ['narrow', 'wide']);
+
+    const w = await canvasBox(wide);
+    await wide.mouse.move(w.x + 200, w.y + 300);
+    await wide.mouse.move(w.x + 250, w.y + 320);
+    await narrow.bringToFront(); // animation frames run in the tab in front
+    const cursor = narrow.locator('[data-testid="cursor"][data-user="wide"]');
+    await waitFor('the wide window\'s cursor on the narrow one', async () => (await cursor.getAttribute('data-x')) === '250', 5000);
+    await shot(narrow, '13-narrow-sees-cursor');
+
+    await wide.mouse.move(w.x + 1000, w.y + 320);
+    const marker = narrow.locator('[data-testid="edge-marker"][data-user="wide"]');
+    await marker.waitFor({ timeout: 5000 });
+    assert.equal(await marker.getAttribute('data-count'), '0', 'a marker for the pointer alone');
+    await writeAt(wide, 1000, 320, 'out of your view');
+    await waitFor('the marker to count the message', async () => (await marker.getAttribute('data-count')) === '1', 5000);
+    await shot(narrow, '14-narrow-edge-marker');
+    await checkA11y(narrow, 'narrow-cursor-and-marker', logDir);
+    assert.deepEqual(errors, []);
+    await wide.close();
+    await narrow.close();
+  });
 });
