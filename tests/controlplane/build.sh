@@ -7,7 +7,7 @@
 #   etcd, kwok (with its stage file), helm, actionlint, promtool, kind
 # Usage: build.sh [COMPONENT...] (default: kubernetes kubectl etcd kwok helm). A no-op for
 # components already cached. Builds are serialised by a lock, so parallel callers wait for
-# one build instead of racing. Prints, on its last line, a bin directory holding every
+# one build instead of racing; callers whose components are cached never wait. Prints, on its last line, a bin directory holding every
 # requested binary (put it first on PATH).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -73,28 +73,41 @@ build() {
 }
 
 mkdir -p "$CP_CACHE_ROOT"
-exec {lock}> "$CP_CACHE_ROOT/.build.lock"
-if ! flock -n "$lock"; then
-    step "waiting for another build to finish (lock $CP_CACHE_ROOT/.build.lock)"
-    flock "$lock"
-fi
-for name in "${components[@]}"; do
-    hint=""
-    [ "$name" = kubernetes ] && hint="a cold build takes 10-25 minutes"
-    build "$name" "$hint"
-done
-
-# One bin directory per set of component versions, of links to the cached binaries.
 dirs=()
-for name in "${components[@]}"; do dirs+=("$(component_dir "$name")"); done
+missing=()
+for name in "${components[@]}"; do
+    dir=$(component_dir "$name")
+    dirs+=("$dir")
+    [ -f "$dir/complete" ] || missing+=("$name")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    exec {lock}> "$CP_CACHE_ROOT/.build.lock"
+    if ! flock -n "$lock"; then
+        step "waiting for another build to finish (lock $CP_CACHE_ROOT/.build.lock)"
+        flock "$lock"
+    fi
+    for name in "${missing[@]}"; do
+        hint=""
+        [ "$name" = kubernetes ] && hint="a cold build takes 10-25 minutes"
+        build "$name" "$hint"
+    done
+    exec {lock}>&-
+fi
+
+# One bin directory per set of component versions, of links to the cached binaries, made
+# aside and renamed into place so a concurrent caller never sees half of it.
 set_dir=$CP_CACHE_ROOT/sets/$(printf '%s\n' "${dirs[@]}" | sha256sum | cut -c1-12)
 if [ ! -f "$set_dir/complete" ]; then
-    rm -rf "$set_dir"
-    mkdir -p "$set_dir/bin"
+    mkdir -p "$CP_CACHE_ROOT/sets"
+    new=$(mktemp -d "$set_dir.partial.XXXXXX")
+    mkdir "$new/bin"
     for dir in "${dirs[@]}"; do
-        ln -s "$dir"/bin/* "$set_dir/bin/"
-        [ -f "$dir/kwok-stages.yaml" ] && ln -s "$dir/kwok-stages.yaml" "$set_dir/"
+        ln -s "$dir"/bin/* "$new/bin/"
+        if [ -f "$dir/kwok-stages.yaml" ]; then ln -s "$dir/kwok-stages.yaml" "$new/"; fi
     done
-    touch "$set_dir/complete"
+    touch "$new/complete"
+    chmod 755 "$new"
+    rm -rf "$set_dir"
+    mv -T "$new" "$set_dir" 2> /dev/null || rm -rf "$new"
 fi
 echo "$set_dir/bin"
