@@ -63,6 +63,8 @@ struct Entry {
     at: Millis,
     offset: u64,
     frame: String,
+    /// The connection that sent it, so a replica catching up never echoes it back.
+    origin: Option<String>,
 }
 
 struct Sent {
@@ -123,7 +125,8 @@ impl ChannelLog {
         &mut self,
         body: &str,
         message_id: Uuid,
-        sender: Option<(&str, &str)>,
+        origin: Option<&str>,
+        idempotency: Option<(&str, &str)>,
         now: Millis,
         limits: HistoryLimits,
     ) -> (u64, String) {
@@ -134,8 +137,9 @@ impl ChannelLog {
             at: now,
             offset: self.offset,
             frame: frame.clone(),
+            origin: origin.map(str::to_owned),
         });
-        if let Some((user, client_msg_id)) = sender {
+        if let Some((user, client_msg_id)) = idempotency {
             let key = (user.to_owned(), client_msg_id.to_owned());
             self.sent_order.push_back((now, key.clone()));
             self.sent.insert(
@@ -169,6 +173,19 @@ impl ChannelLog {
                 self.sent.remove(&key);
             }
         }
+    }
+
+    /// The retained messages after `since` with the connection that sent each, for a replica
+    /// that missed them live; nothing when the epoch changed.
+    pub fn missed(&self, since: &Since) -> Vec<(Option<String>, String)> {
+        if since.epoch != self.epoch {
+            return Vec::new();
+        }
+        self.entries
+            .iter()
+            .filter(|e| e.offset > since.offset)
+            .map(|e| (e.origin.clone(), e.frame.clone()))
+            .collect()
     }
 
     /// What a connection gets after `user_sync`.
@@ -227,7 +244,14 @@ mod tests {
     fn log_with(n: u64, at: Millis) -> ChannelLog {
         let mut log = ChannelLog::new("e1".into(), 0);
         for i in 0..n {
-            log.append(&format!("{{\"n\":{i}}}"), Uuid::new_v4(), None, at, LIMITS);
+            log.append(
+                &format!("{{\"n\":{i}}}"),
+                Uuid::new_v4(),
+                None,
+                None,
+                at,
+                LIMITS,
+            );
         }
         log
     }
@@ -242,10 +266,18 @@ mod tests {
     #[test]
     fn offsets_are_consecutive_and_stamped_into_the_frame() {
         let mut log = ChannelLog::new("e1".into(), 0);
-        let (o1, f1) = log.append("{\"a\":1}", Uuid::nil(), None, 0, LIMITS);
-        let (o2, _) = log.append("{\"a\":2}", Uuid::nil(), None, 0, LIMITS);
+        let (o1, f1) = log.append("{\"a\":1}", Uuid::nil(), Some("n.1"), None, 0, LIMITS);
+        let (o2, _) = log.append("{\"a\":2}", Uuid::nil(), None, None, 0, LIMITS);
         assert_eq!((o1, o2), (1, 2));
         assert_eq!(f1, r#"{"a":1,"offset":1,"epoch":"e1"}"#);
+        assert_eq!(
+            log.missed(&since(0, "e1")),
+            vec![
+                (Some("n.1".to_owned()), f1),
+                (None, r#"{"a":2,"offset":2,"epoch":"e1"}"#.to_owned())
+            ]
+        );
+        assert!(log.missed(&since(0, "other")).is_empty());
     }
 
     #[test]
@@ -280,8 +312,8 @@ mod tests {
     #[test]
     fn without_since_only_the_replay_window_is_sent() {
         let mut log = ChannelLog::new("e1".into(), 0);
-        log.append("{}", Uuid::nil(), None, 1_000, LIMITS);
-        log.append("{}", Uuid::nil(), None, 9_000, LIMITS);
+        log.append("{}", Uuid::nil(), None, None, 1_000, LIMITS);
+        log.append("{}", Uuid::nil(), None, None, 9_000, LIMITS);
         let r = log.recover(None, 10_000, LIMITS);
         assert!(!r.recovered);
         assert_eq!(r.messages.len(), 1);
@@ -300,7 +332,7 @@ mod tests {
     fn a_resent_client_msg_id_is_found_within_the_window_only() {
         let mut log = ChannelLog::new("e1".into(), 0);
         let id = Uuid::new_v4();
-        log.append("{}", id, Some(("alice", "m1")), 0, LIMITS);
+        log.append("{}", id, None, Some(("alice", "m1")), 0, LIMITS);
         assert_eq!(
             log.already_sent("alice", "m1", 10, LIMITS),
             Some(ChatOutcome::Duplicate {

@@ -8,6 +8,12 @@
 //! as a floor: chat frames at or below it are dropped, so history and live frames have
 //! no gap and no duplicate.
 //!
+//! Chat frames of a channel arrive from pub/sub in offset order. A jump in the offsets means
+//! frames were missed (the subscriber reconnected, or fell behind): the hub holds the
+//! channel's later frames, asks the node to read the missed ones from the history, and
+//! delivers them, then the held ones, in order. Frames at or below the channel's last
+//! offset are duplicates and dropped.
+//!
 //! Presence announcements are coalesced per channel for a short while: of a burst (a
 //! reconnect storm), each user's last announcement goes out, so clients end in the same
 //! state without receiving every flap.
@@ -28,6 +34,7 @@ use uuid::Uuid;
 
 use crate::{
     broker::{Broker, BrokerError},
+    history::Since,
     metrics::{Metrics, RejectReason},
     presence::Member,
     protocol::{ConnectionId, Envelope, FrameMeta},
@@ -168,6 +175,25 @@ struct Outgoing {
     frame: Utf8Bytes,
 }
 
+/// Most chat frames held for one channel while its missed frames are read; beyond it the
+/// held frames go out with the gap.
+const CATCH_UP_HOLD: usize = 4_096;
+
+/// Where a channel's chat stream is on this replica.
+struct Flow {
+    epoch: String,
+    last: u64,
+    /// Frames held while the missed ones are read.
+    held: Option<Vec<Outgoing>>,
+}
+
+/// A request to read what a channel missed after `since`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatchUp {
+    pub channel: String,
+    pub since: Since,
+}
+
 /// A channel's pending presence announcements: user -> (arrival, sender, frame).
 type PendingPresence = HashMap<String, (u64, Option<ConnectionId>, String)>;
 
@@ -183,6 +209,9 @@ pub struct Hub {
     stripe_hasher: RandomState,
     pending_presence: Mutex<HashMap<String, PendingPresence>>,
     presence_seq: AtomicU64,
+    flows: Mutex<HashMap<String, Flow>>,
+    catch_up: mpsc::UnboundedSender<CatchUp>,
+    catch_up_requests: Mutex<Option<mpsc::UnboundedReceiver<CatchUp>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -204,6 +233,7 @@ fn is_presence(kind: &str) -> bool {
 
 impl Hub {
     pub fn new(node: Uuid, queue_frames: usize, queue_bytes: usize, metrics: Arc<Metrics>) -> Self {
+        let (catch_up, requests) = mpsc::unbounded_channel();
         Hub {
             node,
             next_local: AtomicU64::new(1),
@@ -216,8 +246,17 @@ impl Hub {
             stripe_hasher: RandomState::new(),
             pending_presence: Mutex::default(),
             presence_seq: AtomicU64::new(0),
+            flows: Mutex::default(),
+            catch_up,
+            catch_up_requests: Mutex::new(Some(requests)),
             metrics,
         }
+    }
+
+    /// The catch-up requests (one per channel at a time, so bounded by the channels); the
+    /// node answers each with [`Hub::caught_up`].
+    pub fn take_catch_up_requests(&self) -> Option<mpsc::UnboundedReceiver<CatchUp>> {
+        lock(&self.catch_up_requests).take()
     }
 
     pub fn node(&self) -> Uuid {
@@ -270,6 +309,7 @@ impl Hub {
             conns.remove(&id.local);
             if conns.is_empty() {
                 channels.remove(channel);
+                lock(&self.flows).remove(channel);
             }
         }
     }
@@ -331,17 +371,103 @@ impl Hub {
                 .insert(user, (seq, envelope.sender, envelope.frame));
             return;
         }
-        self.fan_out(
-            channel,
-            Outgoing {
+        let out = Outgoing {
+            sender: envelope.sender,
+            presence_seq: None,
+            droppable: meta.kind == "cursor",
+            offset: meta.offset,
+            epoch: meta.epoch,
+            frame: Utf8Bytes::from(envelope.frame),
+        };
+        let (Some(offset), Some(epoch)) = (out.offset, out.epoch.clone()) else {
+            self.fan_out(channel, out);
+            return;
+        };
+        // Held while fanning out, so a catch-up finishing meanwhile cannot reorder frames.
+        let mut flows = lock(&self.flows);
+        let flow = flows.entry(channel.to_owned()).or_insert_with(|| Flow {
+            epoch: epoch.clone(),
+            last: offset.saturating_sub(1),
+            held: None,
+        });
+        if flow.epoch != epoch {
+            *flow = Flow {
+                epoch,
+                last: offset.saturating_sub(1),
+                held: None,
+            };
+        }
+        if let Some(held) = &mut flow.held {
+            if held.len() < CATCH_UP_HOLD {
+                held.push(out);
+                return;
+            }
+            tracing::warn!(channel, "catch-up too slow; delivering with a gap");
+            for out in flow.held.take().unwrap_or_default() {
+                self.advance(channel, flow, out);
+            }
+        }
+        if offset > flow.last + 1 && flow.held.is_none() {
+            tracing::info!(
+                channel,
+                from = flow.last + 1,
+                to = offset - 1,
+                "missed frames; reading them from the history"
+            );
+            let request = CatchUp {
+                channel: channel.to_owned(),
+                since: Since {
+                    offset: flow.last,
+                    epoch: flow.epoch.clone(),
+                },
+            };
+            if self.catch_up.send(request).is_ok() {
+                flow.held = Some(vec![out]);
+                return;
+            }
+        }
+        self.advance(channel, flow, out);
+    }
+
+    /// Delivers a chat frame unless the channel already had its offset.
+    fn advance(&self, channel: &str, flow: &mut Flow, out: Outgoing) {
+        let Some(offset) = out.offset else {
+            return;
+        };
+        if offset <= flow.last {
+            return;
+        }
+        flow.last = offset;
+        self.fan_out(channel, out);
+    }
+
+    /// Delivers the frames a channel missed (from the history, oldest first), then the
+    /// frames held meanwhile. An empty list (the read failed, or the epoch changed) just
+    /// releases the held frames.
+    pub fn caught_up(&self, channel: &str, missed: Vec<Envelope>) {
+        let mut flows = lock(&self.flows);
+        let Some(flow) = flows.get_mut(channel) else {
+            return;
+        };
+        let held = flow.held.take().unwrap_or_default();
+        for envelope in missed {
+            let meta = FrameMeta::of(&envelope.frame);
+            if meta.epoch.as_deref() != Some(flow.epoch.as_str()) {
+                continue;
+            }
+            let out = Outgoing {
                 sender: envelope.sender,
                 presence_seq: None,
-                droppable: meta.kind == "cursor",
+                droppable: false,
                 offset: meta.offset,
                 epoch: meta.epoch,
                 frame: Utf8Bytes::from(envelope.frame),
-            },
-        );
+            };
+            self.advance(channel, flow, out);
+        }
+        for out in held {
+            self.advance(channel, flow, out);
+        }
     }
 
     /// Sends each channel's coalesced presence announcements: per user the last one, in
@@ -619,6 +745,35 @@ mod tests {
         assert!(!slow.closer.is_closed());
         hub.deliver("c", envelope(None, &big));
         assert!(slow.closer.is_closed());
+    }
+
+    #[test]
+    fn a_gap_is_filled_from_the_history_before_later_frames() {
+        let hub = hub(16);
+        let mut requests = hub.take_catch_up_requests().unwrap();
+        let mut bob = hub.register("c", "bob");
+        open(&hub, "c", &bob);
+        hub.deliver("c", envelope(None, &chat(1)));
+        hub.deliver("c", envelope(None, &chat(4)));
+        hub.deliver("c", envelope(None, &chat(5)));
+        assert_eq!(
+            requests.try_recv().unwrap(),
+            CatchUp {
+                channel: "c".into(),
+                since: Since {
+                    offset: 1,
+                    epoch: "e".into()
+                }
+            }
+        );
+        assert!(requests.try_recv().is_err(), "one request per gap");
+        let missed = (2..=4).map(|o| envelope(None, &chat(o))).collect();
+        hub.caught_up("c", missed);
+        hub.deliver("c", envelope(None, &chat(5)));
+        let got: Vec<u64> = std::iter::from_fn(|| bob.queue.try_recv().ok())
+            .map(|f| FrameMeta::of(f.as_str()).offset.unwrap())
+            .collect();
+        assert_eq!(got, vec![1, 2, 3, 4, 5], "in order, no duplicate");
     }
 
     #[test]

@@ -123,6 +123,7 @@ impl Node {
             node.sweep_presence().await
         });
         self.spawn_generation_watch();
+        self.spawn_catch_up();
         self.spawn_every(PRESENCE_COALESCE, |node| async move {
             node.hub.flush_presence()
         });
@@ -144,6 +145,37 @@ impl Node {
                     _ = node.stopped.cancelled() => return,
                     _ = tick.tick() => work(node.clone()).await,
                 }
+            }
+        });
+    }
+
+    /// Answers the hub's catch-up requests: reads what a channel missed from the history.
+    fn spawn_catch_up(self: &Arc<Self>) {
+        let Some(mut requests) = self.hub.take_catch_up_requests() else {
+            return;
+        };
+        let node = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let request = tokio::select! {
+                    _ = node.stopped.cancelled() => return,
+                    request = requests.recv() => match request {
+                        Some(request) => request,
+                        None => return,
+                    },
+                };
+                let node = node.clone();
+                tokio::spawn(async move {
+                    let missed = match node.broker.missed(&request.channel, &request.since).await {
+                        Ok(missed) => missed,
+                        Err(error) => {
+                            node.metrics.redis_error(RedisOp::Publish);
+                            tracing::warn!(channel = request.channel, %error, "catch-up read failed; frames were missed");
+                            Vec::new()
+                        }
+                    };
+                    node.hub.caught_up(&request.channel, missed);
+                });
             }
         });
     }

@@ -407,6 +407,52 @@ async fn the_rate_limit_is_a_burst_then_a_steady_rate(kind: Kind) {
     ));
 }
 
+async fn missed_frames_are_read_back_with_their_sender(kind: Kind) {
+    let mut e = engine(kind, settings()).await;
+    for user in ["a", "b", "c"] {
+        e.chat(user, None).await;
+    }
+    let epoch = e.recover(None).await.0;
+    let missed = e
+        .broker
+        .missed(
+            "c",
+            &Since {
+                offset: 1,
+                epoch: epoch.clone(),
+            },
+        )
+        .await
+        .expect("missed");
+    let got: Vec<(u64, String)> = missed
+        .iter()
+        .map(|m| {
+            let frame: Value = serde_json::from_str(&m.frame).expect("frame");
+            let sender = m.sender.expect("sender").to_string();
+            (frame["offset"].as_u64().expect("offset"), sender)
+        })
+        .collect();
+    let conn = |local: u64| {
+        ConnectionId {
+            node: e.node,
+            local,
+        }
+        .to_string()
+    };
+    assert_eq!(got, vec![(2, conn(2)), (3, conn(3))]);
+    let other = Since {
+        offset: 1,
+        epoch: "another".into(),
+    };
+    assert!(
+        e.broker
+            .missed("c", &other)
+            .await
+            .expect("missed")
+            .is_empty()
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod embedded_engine {
@@ -429,4 +475,5 @@ conformance!(
     history_is_bounded_by_age,
     a_resent_client_msg_id_is_published_once,
     the_rate_limit_is_a_burst_then_a_steady_rate,
+    missed_frames_are_read_back_with_their_sender,
 );

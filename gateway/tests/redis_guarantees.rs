@@ -342,3 +342,30 @@ async fn a_replica_drained_under_load_loses_no_acknowledged_message() {
         );
     }
 }
+
+#[tokio::test]
+async fn frames_published_while_a_subscriber_reconnects_still_arrive_in_order() {
+    const MESSAGES: u64 = 60;
+    let redis = Redis::start().await;
+    let options = GatewayOptions::redis(&redis).with("CANVASCHAT_RATE_LIMIT_PER_MINUTE", 100_000);
+    let g = replicas(2, options).await;
+    let (mut alice, _) = join(&g[0], "alice", "blip").await;
+    let (mut bob, _) = join(&g[1], "bob", "blip").await;
+    alice.recv_type("user_joined").await;
+    for i in 1..=MESSAGES {
+        if i == 10 {
+            // Every subscriber connection drops; frames published until the gateways have
+            // reconnected and re-subscribed reach nobody through pub/sub.
+            redis.kill_pubsub_clients();
+        }
+        scenarios_send(&mut alice, &format!("m{i}")).await;
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    let mut offsets = Vec::new();
+    while offsets.last() != Some(&MESSAGES) {
+        let frame = bob.recv_type("chat").await;
+        offsets.push(frame["offset"].as_u64().expect("offset"));
+    }
+    assert_eq!(offsets, (1..=MESSAGES).collect::<Vec<_>>());
+    alice.expect_silence(Duration::from_millis(300)).await;
+}

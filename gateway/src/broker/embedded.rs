@@ -15,7 +15,7 @@ use super::{
 use crate::{
     history::{ChannelLog, ChatOutcome, Recovery, Since},
     presence::Millis,
-    protocol::Envelope,
+    protocol::{ConnectionId, Envelope},
     rate_limit::RateLimiter,
 };
 
@@ -96,8 +96,16 @@ impl Broker for EmbeddedBroker {
             return futures::future::ready(Ok(ChatOutcome::RateLimited)).boxed();
         }
         let log = state.log(chat.channel, now);
-        let sender = chat.client_msg_id.map(|id| (chat.user, id));
-        let (offset, frame) = log.append(chat.body, chat.message_id, sender, now, limits);
+        let idempotency = chat.client_msg_id.map(|id| (chat.user, id));
+        let origin = chat.sender.to_string();
+        let (offset, frame) = log.append(
+            chat.body,
+            chat.message_id,
+            Some(&origin),
+            idempotency,
+            now,
+            limits,
+        );
         let epoch = log.epoch().to_owned();
         (self.deliver)(
             chat.channel,
@@ -130,6 +138,27 @@ impl Broker for EmbeddedBroker {
                 .log(channel, now)
                 .recover(since, now, self.settings.history);
         futures::future::ready(Ok(recovery)).boxed()
+    }
+
+    fn missed<'a>(
+        &'a self,
+        channel: &'a str,
+        since: &'a Since,
+    ) -> BoxFuture<'a, Result<Vec<Envelope>, BrokerError>> {
+        let missed = lock(&self.state)
+            .logs
+            .get(channel)
+            .map(|log| log.missed(since))
+            .unwrap_or_default();
+        futures::future::ready(Ok(missed
+            .into_iter()
+            .map(|(origin, frame)| Envelope {
+                sender: origin.and_then(|o| ConnectionId::parse(&o).ok()),
+                published_at_micros: chrono::Utc::now().timestamp_micros(),
+                frame,
+            })
+            .collect()))
+        .boxed()
     }
 
     fn health(&self) -> BoxFuture<'_, Health> {

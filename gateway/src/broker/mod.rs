@@ -98,6 +98,15 @@ pub trait Broker: Send + Sync {
         since: Option<&'a Since>,
     ) -> BoxFuture<'a, Result<Recovery, BrokerError>>;
 
+    /// The retained messages of the channel after `since`, each with the connection that
+    /// sent it: for a replica that noticed a gap in the offsets it received (its subscriber
+    /// reconnected, or fell behind). Nothing when the epoch changed.
+    fn missed<'a>(
+        &'a self,
+        channel: &'a str,
+        since: &'a Since,
+    ) -> BoxFuture<'a, Result<Vec<Envelope>, BrokerError>>;
+
     fn health(&self) -> BoxFuture<'_, Health>;
 }
 

@@ -3,7 +3,8 @@
 //! in one slot):
 //! - `canvaschat:{C}:meta` hash: `epoch` and the last `offset`; it lives a day after the last
 //!   message or connection, and a missing one starts a new epoch (and an empty history);
-//! - `canvaschat:{C}:history` stream: one entry per message (`o` offset, `f` frame), at most
+//! - `canvaschat:{C}:history` stream: one entry per message (`o` offset, `f` frame, `s` the
+//!   sending connection), at most
 //!   the history size and age, expiring with the last entry's age;
 //! - `canvaschat:{C}:sent:<user>:<client_msg_id>` -> `offset|message_id`, for the history age;
 //! - `canvaschat:rate:<user>` hash: the GCRA bucket (`t`, `b`) of `rate_limit`;
@@ -21,7 +22,7 @@ use super::{
 use crate::{
     history::{ChatOutcome, Recovery, Since},
     presence::redis::NOW_MS,
-    protocol::Envelope,
+    protocol::{ConnectionId, Envelope},
     rate_limit::MESSAGE_COST,
     redis_conn::{RedisConnection, pubsub_channel, redis_err},
 };
@@ -36,7 +37,7 @@ const OPEN_META: &str = "local epoch = redis.call('HGET', KEYS[1], 'epoch') \
 
 // KEYS: meta, history, rate, [sent]. ARGV: new epoch, limit, history size, history ms,
 // meta ttl ms, pub/sub channel, envelope head (`sender|µs|`), frame JSON without offset
-// and epoch, message id. Returns {'dup', 'offset|message_id', epoch}, {'limited'} or
+// and epoch, message id, sender connection. Returns {'dup', 'offset|message_id', epoch}, {'limited'} or
 // {'ok', offset, epoch}. The frame gets `,"offset":N,"epoch":"E"}` in place of its closing
 // brace, as `protocol::stamp_chat` does.
 const CHAT: &str = "if #KEYS > 3 then \
@@ -57,7 +58,7 @@ const CHAT: &str = "if #KEYS > 3 then \
     local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1) \
     redis.call('PEXPIRE', KEYS[1], ARGV[5]) \
     local frame = string.sub(ARGV[8], 1, -2) .. ',\"offset\":' .. offset .. ',\"epoch\":\"' .. epoch .. '\"}' \
-    redis.call('XADD', KEYS[2], 'MAXLEN', '=', ARGV[3], '*', 'o', offset, 'f', frame) \
+    redis.call('XADD', KEYS[2], 'MAXLEN', '=', ARGV[3], '*', 'o', offset, 'f', frame, 's', ARGV[10]) \
     redis.call('XTRIM', KEYS[2], 'MINID', now - tonumber(ARGV[4])) \
     redis.call('PEXPIRE', KEYS[2], ARGV[4]) \
     redis.call('PUBLISH', ARGV[6], ARGV[7] .. frame) \
@@ -93,6 +94,23 @@ const RECOVER: &str = "redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
     end \
     return reply";
 
+// KEYS: meta, history. ARGV: epoch, since. Returns sender, frame pairs of the retained
+// messages after `since`, oldest first; nothing when the epoch is another.
+const MISSED: &str = "if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return {} end \
+    local since = tonumber(ARGV[2]) \
+    local want = tonumber(redis.call('HGET', KEYS[1], 'offset')) - since \
+    if want <= 0 then return {} end \
+    local missed = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', want) \
+    local reply = {} \
+    for i = #missed, 1, -1 do \
+      local f = missed[i][2] \
+      if tonumber(f[2]) > since then \
+        table.insert(reply, f[6] or '-') \
+        table.insert(reply, f[4]) \
+      end \
+    end \
+    return reply";
+
 fn meta_key(channel: &str) -> String {
     format!("canvaschat:{{{channel}}}:meta")
 }
@@ -121,6 +139,7 @@ pub struct RedisBroker {
     settings: BrokerSettings,
     chat: Script,
     recover: Script,
+    missed: Script,
 }
 
 impl RedisBroker {
@@ -136,6 +155,7 @@ impl RedisBroker {
             settings,
             chat: script(CHAT),
             recover: script(RECOVER),
+            missed: Script::from_lua(MISSED),
         }
     }
 }
@@ -173,6 +193,7 @@ impl Broker for RedisBroker {
                 format!("{}|{}|", chat.sender, chat.published_at_micros),
                 chat.body.to_owned(),
                 chat.message_id.to_string(),
+                chat.sender.to_string(),
             ];
             let reply: Vec<String> = self
                 .chat
@@ -238,6 +259,34 @@ impl Broker for RedisBroker {
                 recovered: reply[2] == "1",
                 messages,
             })
+        }
+        .boxed()
+    }
+
+    fn missed<'a>(
+        &'a self,
+        channel: &'a str,
+        since: &'a Since,
+    ) -> BoxFuture<'a, Result<Vec<Envelope>, BrokerError>> {
+        async move {
+            let reply: Vec<String> = self
+                .missed
+                .evalsha_with_reload(
+                    &self.conn.client,
+                    vec![meta_key(channel), history_key(channel)],
+                    vec![since.epoch.clone(), since.offset.to_string()],
+                )
+                .await
+                .map_err(redis_err("history catch-up"))?;
+            let at = chrono::Utc::now().timestamp_micros();
+            Ok(reply
+                .chunks_exact(2)
+                .map(|pair| Envelope {
+                    sender: ConnectionId::parse(&pair[0]).ok(),
+                    published_at_micros: at,
+                    frame: pair[1].clone(),
+                })
+                .collect())
         }
         .boxed()
     }

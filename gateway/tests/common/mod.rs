@@ -80,6 +80,23 @@ impl Redis {
         }
     }
 
+    /// Closes every pub/sub connection (the gateways' subscribers), as a network blip would.
+    pub fn kill_pubsub_clients(&self) {
+        let status = Command::new("redis-cli")
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "CLIENT",
+                "KILL",
+                "TYPE",
+                "pubsub",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli must be installed with redis-server");
+        assert!(status.success());
+    }
+
     /// Starts an empty Redis again on the same port.
     pub async fn restart(&mut self) {
         self.kill();
