@@ -144,8 +144,11 @@ describe('history recovery in a real browser, against two gateway replicas', { t
     const carol = await newPage('carol');
     const { urls, histories } = watchSockets(carol);
     await joinAs(carol, gateways[0].origin, 'carol', channel);
+    // The page saves its place once its history frame is in; replace it only after that.
+    const key = `canvaschat.recovery.${channel}`;
+    await waitFor('the page to save its place', () => carol.evaluate((k) => sessionStorage.getItem(k) !== null, key));
     // As if the history this tab knew were gone (Redis restarted empty): an unknown epoch.
-    await carol.evaluate((key) => sessionStorage.setItem(key, JSON.stringify({ epoch: 'lost-epoch', seen: 7, since: 7 })), `canvaschat.recovery.${channel}`);
+    await carol.evaluate((k) => sessionStorage.setItem(k, JSON.stringify({ epoch: 'lost-epoch', seen: 7, since: 7 })), key);
     await carol.reload();
     await waitConnected(carol);
     assert.equal(urls.at(-1)?.searchParams.get('epoch'), 'lost-epoch');
@@ -166,6 +169,7 @@ describe('history recovery in a real browser, against two gateway replicas', { t
     await waitConnected(carol);
     assert.notEqual(urls.at(-1)?.searchParams.get('epoch'), 'lost-epoch');
     assert.ok(urls.at(-1)?.searchParams.get('epoch'));
+    await carol.bringToFront(); // animation frames, for nextFrame, run in the tab in front
     await waitFor('the history frame of the new connection', () => histories.length > before);
     assert.equal(histories.at(-1).recovered, true);
     await nextFrame(carol);

@@ -2,12 +2,14 @@ import { describe, expect, it } from 'vitest';
 import {
   acceptLive,
   afterAck,
+  hasGap,
   encodeSavedRecovery,
   fadeRemaining,
   parseSavedRecovery,
   planHistory,
   recoveryPoint,
   type HistoryInput,
+  type RecoveryState,
 } from './history';
 import type { ChatIn, History } from './protocol';
 
@@ -138,6 +140,24 @@ describe('acceptLive', () => {
     expect(acceptLive(state, chat('b', 6, 0))).toEqual({ accept: true, state: { epoch: 'e1', seen: 6 } });
   });
 
+  it('a jump leaves a gap that later chats and own acks fill, in any order', () => {
+    let state: RecoveryState | null = { epoch: 'e1', seen: 5 };
+    const live = (offset: number) => {
+      const v = acceptLive(state, chat(`m${offset}`, offset, 0));
+      if (v.accept) state = v.state;
+      return v.accept;
+    };
+    expect(live(8)).toBe(true);
+    expect(state).toEqual({ epoch: 'e1', seen: 5, ahead: [8] });
+    expect(hasGap(state)).toBe(true);
+    expect(live(8)).toBe(false);
+    expect(live(6)).toBe(true);
+    expect(state).toEqual({ epoch: 'e1', seen: 6, ahead: [8] });
+    state = afterAck(state, 7, 'e1');
+    expect(state).toEqual({ epoch: 'e1', seen: 8 });
+    expect(hasGap(state)).toBe(false);
+  });
+
   it('a new epoch or no state yet starts from the frame', () => {
     expect(acceptLive({ epoch: 'e1', seen: 50 }, chat('a', 1, 0, 'e2'))).toEqual({ accept: true, state: { epoch: 'e2', seen: 1 } });
     expect(acceptLive(null, chat('a', 4, 0))).toEqual({ accept: true, state: { epoch: 'e1', seen: 4 } });
@@ -151,10 +171,11 @@ describe('acceptLive', () => {
 });
 
 describe('afterAck', () => {
-  it('moves seen only for the next offset of the same epoch', () => {
+  it('moves seen only over contiguous offsets of the same epoch', () => {
     const state = { epoch: 'e1', seen: 5 };
     expect(afterAck(state, 6, 'e1')).toEqual({ epoch: 'e1', seen: 6 });
-    expect(afterAck(state, 8, 'e1')).toBe(state);
+    expect(afterAck(state, 8, 'e1')).toEqual({ epoch: 'e1', seen: 5, ahead: [8] });
+    expect(afterAck(state, 5, 'e1')).toBe(state);
     expect(afterAck(state, 6, 'e2')).toBe(state);
     expect(afterAck(state, undefined, undefined)).toBe(state);
     expect(afterAck(null, 6, 'e1')).toBeNull();

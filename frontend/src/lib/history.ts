@@ -7,8 +7,40 @@ import type { ChatIn, History, StreamPosition } from './protocol';
 /** What this page has received of a channel's history. */
 export interface RecoveryState {
   epoch: string;
-  /** Highest offset received from others (live chats, history) or announced by user_sync. */
+  /**
+   * The offset up to which the page holds every message of the epoch (chats, own acks,
+   * history, or announced by user_sync): where a reconnection resumes.
+   */
   seen: number;
+  /**
+   * Offsets held beyond a gap after `seen`, ascending; absent when there is no gap. An ack
+   * can arrive just before the chat below it (they travel on different Redis connections);
+   * a gap that stays means frames were missed, and a reconnection with `since` recovers them.
+   */
+  ahead?: readonly number[];
+}
+
+/** Most offsets kept beyond a gap; past this the page resynchronises anyway. */
+export const MAX_AHEAD = 1000;
+
+/** Adds a held offset above `seen` and moves `seen` over every offset now contiguous. */
+function hold(state: RecoveryState, offset: number): RecoveryState {
+  const ahead = [...(state.ahead ?? []), offset].sort((a, b) => a - b);
+  let seen = state.seen;
+  while (ahead.length > 0 && ahead[0] === seen + 1) {
+    seen += 1;
+    ahead.shift();
+  }
+  return ahead.length === 0 ? { epoch: state.epoch, seen } : { epoch: state.epoch, seen, ahead };
+}
+
+function held(state: RecoveryState, offset: number): boolean {
+  return offset <= state.seen || (state.ahead?.includes(offset) ?? false);
+}
+
+/** Whether some offset after `seen` is missing while later ones arrived. */
+export function hasGap(state: RecoveryState | null): boolean {
+  return (state?.ahead?.length ?? 0) > 0;
 }
 
 /** A message id already on the canvas, by whom it is known there. */
@@ -94,17 +126,17 @@ export function acceptLive(state: RecoveryState | null, frame: ChatIn): LiveVerd
   const { offset, epoch } = frame;
   if (offset === undefined || epoch === undefined) return { accept: true, state };
   if (state === null || state.epoch !== epoch) return { accept: true, state: { epoch, seen: offset } };
-  if (offset <= state.seen) return { accept: false };
-  return { accept: true, state: { epoch, seen: offset } };
+  if (held(state, offset)) return { accept: false };
+  return { accept: true, state: hold(state, offset) };
 }
 
 /**
- * The ack of this page's own message: it moves `seen` only when it is the very next offset
- * (an earlier chat from someone else may still be on its way otherwise).
+ * The ack of this page's own message holds its offset: `seen` moves over it only once every
+ * offset below it is held too (an earlier chat from someone else may still be on its way).
  */
 export function afterAck(state: RecoveryState | null, offset: number | undefined, epoch: string | undefined): RecoveryState | null {
-  if (state === null || offset === undefined || epoch !== state.epoch) return state;
-  return offset === state.seen + 1 ? { epoch, seen: offset } : state;
+  if (state === null || offset === undefined || epoch !== state.epoch || held(state, offset)) return state;
+  return hold(state, offset);
 }
 
 /** A message still on the canvas, for choosing where recovery starts. */

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ChatClient, CONNECT_TIMEOUT_MS, CURSOR_INTERVAL_MS, type SocketLike } from './client';
+import { ChatClient, CONNECT_TIMEOUT_MS, CURSOR_INTERVAL_MS, GAP_TIMEOUT_MS, type SocketLike } from './client';
 import type { StreamPosition } from '../lib/protocol';
 import { createChatStore, type ChatStore } from '../state/store';
 
@@ -316,6 +316,45 @@ describe('recovery', () => {
     again.serverSends({ type: 'ack', client_msg_id: 'c-1', message_id: 'm-4', offset: 4, epoch: EPOCH });
     expect(store.getState().messages).toHaveLength(1);
     expect(store.getState().messages[0]).toMatchObject({ key: 'c-1', status: 'sent', messageId: 'm-4' });
+  });
+});
+
+describe('gaps in the offsets', () => {
+  it('an ack arriving just before the chat below it is no gap', () => {
+    client.start();
+    welcome(latest(), { offset: 3 });
+    client.send('mine', { x: 0, y: 0 });
+    latest().serverSends({ type: 'ack', client_msg_id: 'c-1', message_id: 'm-5', offset: 5, epoch: EPOCH });
+    latest().serverSends(chat('m-4', 4));
+    vi.advanceTimersByTime(GAP_TIMEOUT_MS * 2);
+    expect(sockets).toHaveLength(1);
+    expect(store.getState().recovery).toEqual({ epoch: EPOCH, seen: 5 });
+  });
+
+  it('a gap that stays is recovered by reconnecting quietly with since', () => {
+    client.start();
+    welcome(latest(), { offset: 3 });
+    latest().serverSends(chat('m-6', 6)); // 4 and 5 never came
+    vi.advanceTimersByTime(GAP_TIMEOUT_MS - 1);
+    expect(sockets).toHaveLength(1);
+    vi.advanceTimersByTime(1);
+    expect(sockets).toHaveLength(2);
+    expect(sockets[0]?.closedWith).toBeDefined();
+    expect(latest().url).toBe(`${URL}&since=3&epoch=e1`);
+    expect(conn()).toEqual({ status: 'connected' });
+    welcome(latest(), { offset: 6, recovered: true, messages: [chat('m-4', 4), chat('m-5', 5), chat('m-6', 6)] });
+    expect(store.getState().messages.map((m) => m.key).sort()).toEqual(['m-4', 'm-5', 'm-6']);
+    expect(store.getState().recovery).toEqual({ epoch: EPOCH, seen: 6 });
+  });
+
+  it('a gap filled in time does not reconnect', () => {
+    client.start();
+    welcome(latest(), { offset: 3 });
+    latest().serverSends(chat('m-5', 5));
+    vi.advanceTimersByTime(GAP_TIMEOUT_MS / 2);
+    latest().serverSends(chat('m-4', 4));
+    vi.advanceTimersByTime(GAP_TIMEOUT_MS * 2);
+    expect(sockets).toHaveLength(1);
   });
 });
 

@@ -3,6 +3,7 @@
 // sends the pointer as cursor frames and feeds every server frame into the store.
 
 import { backoffDelay } from '../lib/backoff';
+import { hasGap, MAX_AHEAD } from '../lib/history';
 import {
   checkPayload,
   encodeChat,
@@ -47,6 +48,11 @@ export const CURSOR_INTERVAL_MS = 50;
  */
 export const HANDOVER_CODES: ReadonlySet<number> = new Set([4000, 1001]);
 export const HANDOVER_MIN_INTERVAL_MS = 2000;
+/**
+ * A gap in the offsets received that lasts this long means frames were missed (e.g. while
+ * the gateway's subscriber reconnected): the page reconnects quietly with `since` to get them.
+ */
+export const GAP_TIMEOUT_MS = 3000;
 
 export interface ChatClientOptions {
   store: ChatStore;
@@ -79,6 +85,7 @@ export class ChatClient {
   private readonly cursor = new Throttle<Position>(CURSOR_INTERVAL_MS, (p) => this.sendCursor(p));
   /** False once this connection's gateway refused a cursor frame (it predates cursors). */
   private cursorsAccepted = true;
+  private gapTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(opts: ChatClientOptions) {
     this.store = opts.store;
@@ -186,6 +193,7 @@ export class ChatClient {
         return;
       }
       this.store.getState().receive(frame);
+      this.watchGap(socket);
     };
     socket.onerror = () => {
       // A close event always follows; reconnecting is handled there.
@@ -206,6 +214,36 @@ export class ChatClient {
       }
       this.scheduleReconnect();
     };
+  }
+
+  /** Starts the gap timer when offsets jump, stops it once the gap is filled. */
+  private watchGap(socket: SocketLike): void {
+    const state = this.store.getState().recovery;
+    if (!hasGap(state)) {
+      clearTimeout(this.gapTimer);
+      this.gapTimer = undefined;
+      return;
+    }
+    if ((state?.ahead?.length ?? 0) > MAX_AHEAD) {
+      this.resync(socket);
+      return;
+    }
+    if (this.gapTimer !== undefined) return;
+    const missing = (state?.seen ?? 0) + 1;
+    this.gapTimer = setTimeout(() => {
+      this.gapTimer = undefined;
+      const now = this.store.getState().recovery;
+      if (this.socket === socket && hasGap(now) && now?.seen !== undefined && now.seen + 1 === missing) this.resync(socket);
+    }, GAP_TIMEOUT_MS);
+  }
+
+  /** Replaces the connection at once, quietly, to recover missed frames with `since`. */
+  private resync(socket: SocketLike): void {
+    if (this.socket !== socket) return;
+    this.dropSocket(socket);
+    this.cursor.cancel();
+    this.store.getState().requeueInFlight();
+    this.connect(true);
   }
 
   private sendCursor(position: Position): void {
@@ -262,7 +300,9 @@ export class ChatClient {
   private clearTimers(): void {
     clearTimeout(this.retryTimer);
     clearTimeout(this.connectTimer);
+    clearTimeout(this.gapTimer);
     this.retryTimer = undefined;
     this.connectTimer = undefined;
+    this.gapTimer = undefined;
   }
 }

@@ -291,7 +291,7 @@ describe('history and recovery', () => {
     s().compose('c-2', 'mine too', at);
     s().markSending('c-2');
     s().receive({ type: 'ack', client_msg_id: 'c-2', message_id: 'm-3', offset: 3, epoch: 'e1' });
-    expect(s().recovery).toEqual({ epoch: 'e1', seen: 1 });
+    expect(s().recovery).toEqual({ epoch: 'e1', seen: 1, ahead: [3] });
     vi.advanceTimersByTime(FADE_MS);
     expect(s().messages).toEqual([]);
     s().beginConnection(true);

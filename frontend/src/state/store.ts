@@ -376,10 +376,10 @@ export function createChatStore(): ChatStore {
             set({ cursors: { ...s.cursors, [frame.user_id]: { position: frame.position, at: Date.now() } } });
             return;
           case 'chat': {
-            if (s.messages.some((m) => m.key === frame.message_id || m.messageId === frame.message_id)) return;
             const verdict = acceptLive(s.recovery, frame);
             if (!verdict.accept) return;
             if (verdict.state !== s.recovery) set({ recovery: verdict.state });
+            if (s.messages.some((m) => m.key === frame.message_id || m.messageId === frame.message_id)) return;
             add(receivedMessage(frame, FADE_MS));
             return;
           }
