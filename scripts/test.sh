@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # The one test command (`make test`): installs what is missing, then runs every suite —
-# lint, Rust unit and integration tests (real redis-server), the frontend unit tests, the
-# rendered-manifest schema checks, the browser end-to-end tests (real Chromium, Redis and two
-# gateways) and the operator end-to-end suite on a real local control plane.
+# lint (Rust, shell scripts, workflows, Python), Rust unit and integration tests (real
+# redis-server), the frontend unit tests, the rendered-manifest schema checks, the chart's
+# dashboard and alerts against the binaries' live metrics, the browser end-to-end tests (real
+# Chromium, Redis and two gateways) and the operator end-to-end suite on a real local control
+# plane.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/canvaschat/target}"
 export CARGO_TERM_COLOR=never
 
 bash scripts/install-deps.sh || { echo "installing dependencies failed"; exit 1; }
+# kubectl of the control plane's release and helm, first on PATH for every suite.
+tools=$(bash tests/controlplane/build.sh | tail -n 1) || { echo "building the test tools failed"; exit 1; }
+export PATH=$tools:$PATH
 
 passed=0
 failed=0
@@ -26,6 +31,9 @@ suite() {
 
 suite "rustfmt" cargo fmt --all --check
 suite "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+suite "shellcheck" bash scripts/lint.sh shell
+suite "actionlint" bash scripts/lint.sh workflows
+suite "ruff" bash scripts/lint.sh python
 suite "rust tests" cargo test --workspace --locked
 # The suites below run the binaries the tests above built.
 suite "build binaries" cargo build --workspace --bins --locked
@@ -34,6 +42,7 @@ export CANVASCHAT_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/canvaschat-operator"
 suite "frontend unit tests" bash -c 'cd frontend && npm test --silent'
 suite "frontend e2e (chromium)" bash -c 'cd frontend && npm run e2e --silent'
 suite "manifest schemas" bash tests/schema/run.sh
+suite "dashboard and alerts" bash tests/observability/run.sh
 suite "operator e2e (control plane)" bash tests/e2e/run.sh
 
 echo
