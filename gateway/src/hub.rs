@@ -429,6 +429,28 @@ impl Hub {
         self.advance(channel, flow, out);
     }
 
+    /// Asks for what every channel may have missed after its last offset (the subscriber
+    /// was away: even the last frames before a quiet spell may be lost, which no later jump
+    /// would reveal), holding their frames until it is read.
+    pub fn catch_up_all(&self) {
+        let mut flows = lock(&self.flows);
+        for (channel, flow) in flows.iter_mut() {
+            if flow.held.is_some() {
+                continue;
+            }
+            let request = CatchUp {
+                channel: channel.clone(),
+                since: Since {
+                    offset: flow.last,
+                    epoch: flow.epoch.clone(),
+                },
+            };
+            if self.catch_up.send(request).is_ok() {
+                flow.held = Some(Vec::new());
+            }
+        }
+    }
+
     /// Delivers a chat frame unless the channel already had its offset.
     fn advance(&self, channel: &str, flow: &mut Flow, out: Outgoing) {
         let Some(offset) = out.offset else {

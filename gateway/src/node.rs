@@ -73,10 +73,15 @@ impl Node {
         let (broker, presence, redis): (Arc<dyn Broker>, Arc<dyn PresenceManager>, _) =
             match &config.redis_url {
                 Some(url) => {
+                    let resubscribed: Arc<dyn Fn() + Send + Sync> = {
+                        let hub = hub.clone();
+                        Arc::new(move || hub.catch_up_all())
+                    };
                     let conn = Arc::new(RedisConnection::connect(
                         url,
                         config.redis_password.as_ref().map(|p| p.expose().as_str()),
                         deliver,
+                        resubscribed,
                         metrics.clone(),
                         stopped.clone(),
                     )?);

@@ -63,10 +63,13 @@ pub struct RedisConnection {
 impl RedisConnection {
     /// Connects (in the background: an unreachable Redis makes the gateway not-ready rather
     /// than crash it) and starts the tasks that deliver messages and track reconnects.
+    /// `resubscribed` runs after every (re)subscription of the subscriber connection: frames
+    /// published while it was away were not received, and the node catches up on them.
     pub fn connect(
         url: &str,
         password: Option<&str>,
         deliver: Deliver,
+        resubscribed: Arc<dyn Fn() + Send + Sync>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Self, BrokerError> {
@@ -104,6 +107,7 @@ impl RedisConnection {
         tokio::spawn(resubscribe_on_reconnect(
             subscriber.clone(),
             wanted.clone(),
+            resubscribed,
             metrics.clone(),
             shutdown.clone(),
         ));
@@ -194,6 +198,7 @@ async fn deliver_messages(
 async fn resubscribe_on_reconnect(
     subscriber: SubscriberClient,
     wanted: Arc<Mutex<HashSet<String>>>,
+    resubscribed: Arc<dyn Fn() + Send + Sync>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
@@ -212,6 +217,7 @@ async fn resubscribe_on_reconnect(
                         metrics.redis_error(RedisOp::Subscribe);
                         tracing::error!(%error, "resubscribe after reconnect failed");
                     }
+                    resubscribed();
                 }
                 Err(RecvError::Lagged(_)) => continue,
                 Err(RecvError::Closed) => return,

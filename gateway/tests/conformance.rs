@@ -75,6 +75,7 @@ async fn engine(kind: Kind, settings: BrokerSettings) -> Engine {
                     &redis.url(),
                     None,
                     deliver,
+                    Arc::new(|| {}),
                     Arc::new(Metrics::default()),
                     stop.clone(),
                 )

@@ -369,3 +369,22 @@ async fn frames_published_while_a_subscriber_reconnects_still_arrive_in_order() 
     assert_eq!(offsets, (1..=MESSAGES).collect::<Vec<_>>());
     alice.expect_silence(Duration::from_millis(300)).await;
 }
+
+#[tokio::test]
+async fn the_last_frames_before_a_quiet_spell_arrive_after_a_subscriber_reconnect() {
+    let redis = Redis::start().await;
+    let g = replicas(2, GatewayOptions::redis(&redis)).await;
+    let (mut alice, _) = join(&g[0], "alice", "quiet").await;
+    let (mut bob, _) = join(&g[1], "bob", "quiet").await;
+    alice.recv_type("user_joined").await;
+    scenarios_send(&mut alice, "before").await;
+    assert_eq!(bob.recv_type("chat").await["offset"], 1);
+    redis.kill_pubsub_clients();
+    // Sent while the subscribers are away, and nothing after them.
+    scenarios_send(&mut alice, "during-1").await;
+    scenarios_send(&mut alice, "during-2").await;
+    assert_eq!(bob.recv_type("chat").await["offset"], 2);
+    assert_eq!(bob.recv_type("chat").await["offset"], 3);
+    bob.expect_silence(Duration::from_millis(300)).await;
+    alice.expect_silence(Duration::from_millis(300)).await;
+}
