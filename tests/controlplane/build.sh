@@ -5,6 +5,8 @@
 #   kubernetes  kube-apiserver, kube-controller-manager, kube-scheduler
 #   kubectl     kubectl of the same release (same wrapper module)
 #   etcd, kwok (with its stage file), helm, actionlint, promtool, kind
+#   gateway-api, prometheus-operator   their CRDs (no binaries), in crds/<component>/ next to
+#               the printed bin directory
 # Usage: build.sh [COMPONENT...] (default: kubernetes kubectl etcd kwok helm). A no-op for
 # components already cached. Builds are serialised by a lock, so parallel callers wait for
 # one build instead of racing; callers whose components are cached never wait. Prints, on its last line, a bin directory holding every
@@ -56,7 +58,15 @@ build() {
     # shellcheck disable=SC2064 # the directory of this build, fixed now
     trap "rm -rf '$work'" EXIT
     mkdir -p "$work/bin"
-    if ! adopt_legacy "$1" "$work"; then
+    if [ ${#C_CRDS[@]} -gt 0 ]; then
+        local module_dir
+        module_dir=$(cd "$CP_SRC_DIR/$C_DIR" && go mod download -json "${C_CRDS[0]}" |
+            python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+        mkdir -p "$work/crds"
+        cp "$module_dir/${C_CRDS[1]}"/*.yaml "$work/crds/"
+        chmod 644 "$work/crds"/*.yaml
+        step "$1 $C_VERSION: $(find "$work/crds" -name '*.yaml' | wc -l) CRD files"
+    elif ! adopt_legacy "$1" "$work"; then
         step "building $1 $C_VERSION${2:+ ($2)}"
         local out=$work/bin/
         [ -n "$C_OUT" ] && out=$work/bin/$C_OUT
@@ -101,9 +111,16 @@ if [ ! -f "$set_dir/complete" ]; then
     mkdir -p "$CP_CACHE_ROOT/sets"
     new=$(mktemp -d "$set_dir.partial.XXXXXX")
     mkdir "$new/bin"
-    for dir in "${dirs[@]}"; do
-        ln -s "$dir"/bin/* "$new/bin/"
+    for i in "${!dirs[@]}"; do
+        dir=${dirs[$i]}
+        for f in "$dir"/bin/*; do
+            if [ -e "$f" ]; then ln -s "$f" "$new/bin/"; fi
+        done
         if [ -f "$dir/kwok-stages.yaml" ]; then ln -s "$dir/kwok-stages.yaml" "$new/"; fi
+        if [ -d "$dir/crds" ]; then
+            mkdir -p "$new/crds"
+            ln -s "$dir/crds" "$new/crds/${components[$i]}"
+        fi
     done
     touch "$new/complete"
     chmod 755 "$new"

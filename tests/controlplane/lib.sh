@@ -5,7 +5,7 @@ CP_SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # module_version DIR MODULE -> the version DIR/go.mod requires MODULE at.
 module_version() {
-    awk -v m="$2" '!/=>/ { for (i = 1; i < NF; i++) if ($i == m) { print $(i + 1); exit } }' "$CP_SRC_DIR/$1/go.mod"
+    awk -v m="$2" '!/=>/ && !/^\/\// { for (i = 1; i < NF; i++) if ($i == m) { print $(i + 1); exit } }' "$CP_SRC_DIR/$1/go.mod"
 }
 
 # The Kubernetes release is the one the wrapper module requires; everything else is pinned
@@ -26,9 +26,11 @@ CP_DEFAULT_COMPONENTS=(kubernetes kubectl etcd kwok helm)
 # C_PKGS the packages built into bin/ (C_OUT names the binary when there is one package
 # whose directory name is not the command's), C_TAGS and C_LDFLAGS the build flags,
 # C_VERSION the release named in the cache directory and C_PROBE, when the flags stamp a
-# version, the first line the binaries print and the arguments that print it.
+# version, the first line the binaries print and the arguments that print it. Components
+# that ship CustomResourceDefinitions instead of binaries name, in C_CRDS, the module and
+# its directory of CRD files, copied to crds/ in the cache.
 component() {
-    C_DIR=$1 C_OUT="" C_TAGS="" C_LDFLAGS="-s -w" C_PROBE=()
+    C_DIR=$1 C_OUT="" C_TAGS="" C_LDFLAGS="-s -w" C_PROBE=() C_PKGS=() C_CRDS=()
     local minor pkg
     case $1 in
     kubernetes | kubectl)
@@ -76,6 +78,14 @@ component() {
         C_VERSION=$(module_version kind sigs.k8s.io/kind)
         C_PKGS=(sigs.k8s.io/kind)
         ;;
+    gateway-api)
+        C_VERSION=$(module_version gateway-api sigs.k8s.io/gateway-api)
+        C_CRDS=(sigs.k8s.io/gateway-api config/crd/standard)
+        ;;
+    prometheus-operator)
+        C_VERSION=$(module_version prometheus-operator github.com/prometheus-operator/prometheus-operator)
+        C_CRDS=(github.com/prometheus-operator/prometheus-operator example/prometheus-operator-crd)
+        ;;
     promtool)
         C_VERSION=$(module_version promtool github.com/prometheus/prometheus)
         C_PKGS=(github.com/prometheus/prometheus/cmd/promtool)
@@ -95,7 +105,7 @@ component_dir() {
     local key
     key=$({
         cat "$CP_SRC_DIR/$C_DIR/go.mod" "$CP_SRC_DIR/$C_DIR/go.sum"
-        printf '%s\n' "${C_PKGS[@]}" "$C_OUT" "$C_TAGS" "$C_LDFLAGS"
+        printf '%s\n' "${C_PKGS[@]}" "$C_OUT" "$C_TAGS" "$C_LDFLAGS" "${C_CRDS[@]}"
         if [ "$1" = kwok ]; then declare -f kwok_stages; fi
     } | sha256sum | cut -c1-12)
     echo "$CP_CACHE_ROOT/$1/$C_VERSION-$key"

@@ -7,7 +7,9 @@
 #    alerts on Kubernetes objects, kube-state-metrics series), the dashboard covers what it
 #    must and the rule has every alert;
 #  - promtool (built from its Go module by tests/controlplane/build.sh) checks the rules and
-#    runs alerts.test.yaml: each alert fires on its failure and stays quiet otherwise.
+#    runs alerts.test.yaml: each alert fires on its failure and stays quiet otherwise;
+#  - the API server, with the Prometheus Operator's CRDs, accepts the PrometheusRule, the
+#    ServiceMonitor and the dashboard ConfigMap (server-side dry run).
 # Binaries: CANVASCHAT_GATEWAY_BIN / CANVASCHAT_OPERATOR_BIN, else the debug builds.
 # Last line: "N passed, M failed".
 set -euo pipefail
@@ -34,7 +36,7 @@ if [ -z "$gateway" ] || [ -z "$operator" ]; then
     gateway=$CARGO_TARGET_DIR/debug/canvaschat-gateway
     operator=$CARGO_TARGET_DIR/debug/canvaschat-operator
 fi
-tools=$("$repo/tests/controlplane/build.sh" helm promtool | tail -n 1)
+tools=$("$repo/tests/controlplane/build.sh" helm promtool prometheus-operator | tail -n 1)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/canvaschat-observability.XXXXXX")
 export CANVASCHAT_CP_DIR=$work/controlplane
@@ -111,7 +113,7 @@ status=0
 read -r passed _ failed _ <<< "$(tail -n 1 "$work/check.out")"
 [[ $passed =~ ^[0-9]+$ && $failed =~ ^[0-9]+$ ]] || { say "check.py ended without a summary"; exit 1; }
 
-promtool_check() { # NAME COMMAND...
+check() { # NAME COMMAND...
     if out=$("${@:2}" 2>&1); then
         passed=$((passed + 1))
     else
@@ -120,10 +122,25 @@ promtool_check() { # NAME COMMAND...
         echo "$out"
     fi
 }
+monitoring_objects() {
+    local crds
+    crds=$(dirname "$tools")/crds/prometheus-operator
+    kubectl apply --server-side -f "$crds/monitoring.coreos.com_prometheusrules.yaml" \
+        -f "$crds/monitoring.coreos.com_servicemonitors.yaml" &&
+        kubectl wait --for=condition=Established --timeout=60s \
+            crd/prometheusrules.monitoring.coreos.com crd/servicemonitors.monitoring.coreos.com &&
+        kubectl create namespace canvaschat-system --dry-run=client -o yaml | kubectl apply -f - &&
+        "$tools/helm" template canvaschat "$repo/charts/canvaschat-operator" --namespace canvaschat-system \
+            --set dashboards.enabled=true --set prometheusRule.enabled=true --set serviceMonitor.enabled=true \
+            --show-only templates/prometheusrule.yaml --show-only templates/servicemonitor.yaml \
+            --show-only templates/dashboards.yaml |
+        kubectl apply --dry-run=server -f -
+}
+check "the API server accepts the PrometheusRule, ServiceMonitor and dashboard ConfigMap" monitoring_objects
 if [ -s "$work/rules.yaml" ]; then
     cp "$here/alerts.test.yaml" "$work/"
-    promtool_check "promtool check rules" "$tools/promtool" check rules "$work/rules.yaml"
-    promtool_check "promtool test rules (alerts.test.yaml)" "$tools/promtool" test rules "$work/alerts.test.yaml"
+    check "promtool check rules" "$tools/promtool" check rules "$work/rules.yaml"
+    check "promtool test rules (alerts.test.yaml)" "$tools/promtool" test rules "$work/alerts.test.yaml"
 fi
 echo "$passed passed, $failed failed"
 if [ "$status" != 0 ] || [ "$failed" != 0 ]; then
