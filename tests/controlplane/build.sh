@@ -80,6 +80,10 @@ build() {
     mv "$work" "$dir"
     trap - EXIT
     step "$1 cached in $dir"
+    # Other versions of this component that no run used for two weeks are dropped, so the
+    # cache holds what is in use rather than every version ever built.
+    find "$CP_CACHE_ROOT/$1" -mindepth 1 -maxdepth 1 -type d ! -path "$dir" ! -newer "$dir" \
+        -mtime +14 -exec rm -rf {} + 2> /dev/null || true
 }
 
 mkdir -p "$CP_CACHE_ROOT"
@@ -88,7 +92,7 @@ missing=()
 for name in "${components[@]}"; do
     dir=$(component_dir "$name")
     dirs+=("$dir")
-    [ -f "$dir/complete" ] || missing+=("$name")
+    if [ -f "$dir/complete" ]; then touch "$dir"; else missing+=("$name"); fi
 done
 if [ ${#missing[@]} -gt 0 ]; then
     exec {lock}> "$CP_CACHE_ROOT/.build.lock"
