@@ -84,7 +84,11 @@ export function RemoteCursors() {
                 nodes.current.delete(user);
                 return;
               }
-              if (!nodes.current.has(user)) place(el, drawn.current.get(user) ?? c.position);
+              if (!nodes.current.has(user)) {
+                const start = drawn.current.get(user) ?? c.position;
+                drawn.current.set(user, start);
+                place(el, start);
+              }
               nodes.current.set(user, el);
             }}
             className={`cursor${idle ? ' cursor--idle' : ''}`}

@@ -105,3 +105,45 @@ describe('RemoteCursors', () => {
     expect(cursor()).toBeNull();
   });
 });
+
+describe('RemoteCursors motion', () => {
+  const move = (x: number, y: number) =>
+    act(() => store.getState().receive({ type: 'cursor', channel_id: 'room', user_id: 'bob', position: { x, y } }));
+  const shown = () => container.querySelector<HTMLElement>('[data-testid="cursor"]')?.style.transform;
+
+  function withReducedMotion(reduce: boolean) {
+    vi.useRealTimers();
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date', 'performance', 'requestAnimationFrame', 'cancelAnimationFrame'] });
+    vi.stubGlobal('matchMedia', (query: string) => ({
+      matches: reduce && query.includes('reduce'),
+      addEventListener: () => {},
+      removeEventListener: () => {},
+    }));
+  }
+
+  afterEach(() => {
+    vi.unstubAllGlobals();
+  });
+
+  it('glides towards a new position over a few frames', () => {
+    withReducedMotion(false);
+    render(<RemoteCursors />);
+    move(0, 0);
+    move(100, 0);
+    act(() => vi.advanceTimersByTime(16));
+    const mid = shown();
+    expect(mid).not.toBe('translate(0px, 0px)');
+    expect(mid).not.toBe('translate(100px, 0px)');
+    act(() => vi.advanceTimersByTime(1000));
+    expect(shown()).toBe('translate(100px, 0px)');
+  });
+
+  it('jumps under prefers-reduced-motion', () => {
+    withReducedMotion(true);
+    render(<RemoteCursors />);
+    move(0, 0);
+    move(100, 0);
+    act(() => vi.advanceTimersByTime(16));
+    expect(shown()).toBe('translate(100px, 0px)');
+  });
+});
