@@ -53,13 +53,16 @@ impl ApiFailure {
         }
     }
 
-    /// A StatefulSet update refused because it changes a field that cannot change.
+    /// A StatefulSet update refused because it changes a field that cannot change. API
+    /// servers word it as a forbidden spec update or, for volume claim templates (1.37), as
+    /// an immutable field.
     pub fn is_immutable_statefulset_change(&self) -> bool {
         self.kind == "StatefulSet"
             && self.code == 422
-            && self
+            && (self
                 .message
                 .contains("updates to statefulset spec for fields other than")
+                || self.message.contains("field is immutable"))
     }
 }
 
@@ -263,5 +266,15 @@ mod tests {
             message: "StatefulSet.apps \"demo-redis\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas' are forbidden".into(),
         };
         assert!(immutable.is_immutable_statefulset_change());
+        let claims = ApiFailure {
+            message: "StatefulSet.apps \"demo-redis\" is invalid: spec.volumeClaimTemplates: Invalid value: [...]: field is immutable".into(),
+            ..immutable.clone()
+        };
+        assert!(claims.is_immutable_statefulset_change());
+        let other = ApiFailure {
+            message: "spec.replicas: Invalid value: -1".into(),
+            ..immutable
+        };
+        assert!(!other.is_immutable_statefulset_change());
     }
 }

@@ -42,6 +42,8 @@ const MAX_TRACKED_FAILURES: usize = 4096;
 /// Old gateway ConfigMaps kept besides the current one: the Deployment's
 /// revisionHistoryLimit, so every ReplicaSet `rollout undo` can return to finds its config.
 const KEEP_OLD_CONFIG_MAPS: usize = 5;
+/// How long a reconcile waits for the stores' first listing before it gives up and retries.
+const STORES_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How soon to look again after deleting a StatefulSet for recreation.
 const RECREATE_RECHECK: Duration = Duration::from_secs(2);
 
@@ -57,8 +59,10 @@ pub enum Error {
     Api(Vec<ApiFailure>),
     #[error("{0}")]
     SecretMissing(String),
-    #[error("the watches stopped before their first listing")]
-    StoresClosed,
+    #[error(
+        "the watches of the children, Secrets and pods have not all listed yet (after {0:?}); check the operator's RBAC and its watch errors"
+    )]
+    StoresNotReady(Duration),
     #[error("could not write the status of CanvasChat {name}: {source}")]
     Status { name: String, source: kube::Error },
 }
@@ -80,7 +84,7 @@ impl Error {
             Error::Build(_) => "build",
             Error::Api(_) => "api",
             Error::SecretMissing(_) => "secret_missing",
-            Error::StoresClosed => "stores_closed",
+            Error::StoresNotReady(_) => "stores_not_ready",
             Error::Status { .. } => "status",
         }
     }
@@ -249,7 +253,11 @@ async fn password_hash(ctx: &Context, cc: &CanvasChat, ns: &str) -> Result<Strin
     }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let secret = resources::generated_secret(cc, &Names::of(cc), &random_password());
-    let created = match api.create(&PostParams::default(), &secret).await {
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..Default::default()
+    };
+    let created = match api.create(&params, &secret).await {
         Ok(created) => created,
         // Created by an earlier reconcile the store has not seen yet.
         Err(kube::Error::Api(s)) if s.code == 409 => api
@@ -659,8 +667,11 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
         return Ok(Action::await_change());
     }
     // Decisions below read the stores; before their first listing they would look empty.
-    if !ctx.stores.ready().await {
-        return Err(Error::StoresClosed);
+    if !matches!(
+        tokio::time::timeout(STORES_READY_TIMEOUT, ctx.stores.ready()).await,
+        Ok(true)
+    ) {
+        return Err(Error::StoresNotReady(STORES_READY_TIMEOUT));
     }
 
     if let Err(invalid) = cc.validate() {
@@ -725,14 +736,17 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
         )
         .await
         {
-            Ok(_) => {
-                let note = format!(
-                    "recreating StatefulSet {sts} (pods and volume claims kept): {}",
-                    failure.message
-                );
-                info!(%name, %ns, "{note}");
-                ctx.event(&cc, EventType::Normal, "RecreatingStatefulSet", note)
-                    .await;
+            Ok(deleted) => {
+                // Until the deletion completes, later reconciles see the same refusal.
+                if deleted {
+                    let note = format!(
+                        "recreating StatefulSet {sts} (pods and volume claims kept): {}",
+                        failure.message
+                    );
+                    info!(%name, %ns, "{note}");
+                    ctx.event(&cc, EventType::Normal, "RecreatingStatefulSet", note)
+                        .await;
+                }
                 if failures.is_empty() {
                     finish(&ctx, &cc, &Outcome::RecreatingStatefulSet).await?;
                     return Ok(Action::requeue(RECREATE_RECHECK));

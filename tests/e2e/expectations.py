@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 from typing import Any
 
 from kube import get
 
-# The documented defaults (crds/src/defaults.rs), so a partial spec can be compared with
-# what the children carry.
+# The documented defaults (crds/src/defaults.rs; the gateway image is the operator's
+# CANVASCHAT_GATEWAY_IMAGE, the chart's default for appVersion 0.1.0), so a partial spec
+# can be compared with what the children carry.
 DEFAULTS: dict[str, Any] = {
     "paused": False,
     "gateway": {
@@ -69,13 +71,18 @@ def expected_children(chat: dict[str, Any]) -> dict[str, str]:
     name = chat["metadata"]["name"]
     spec = effective_spec(chat)
     children = {
-        f"{name}-config": "configmaps",
         f"{name}-redis": "statefulsets.apps",
         f"{name}-redis-headless": "services",
         f"{name}-gateway": "deployments.apps",
     }
     services = {f"{name}-redis": "services", f"{name}-gateway": "services"}
     out = [(n, r) for n, r in children.items()] + [(n, r) for n, r in services.items()]
+    out.append((f"{name}-redis", "networkpolicies.networking.k8s.io"))
+    if not spec["redis"].get("passwordSecretRef"):
+        out.append((f"{name}-redis-auth", "secrets"))
+    config_map = current_config_map(chat)
+    if config_map:
+        out.append((config_map, "configmaps"))
     if spec["gateway"]["autoscaling"]["enabled"]:
         out.append((f"{name}-gateway", "horizontalpodautoscalers.autoscaling"))
     if spec["gateway"]["podDisruptionBudget"]["enabled"]:
@@ -83,6 +90,20 @@ def expected_children(chat: dict[str, Any]) -> dict[str, str]:
     if spec["ingress"]["enabled"]:
         out.append((name, "ingresses.networking.k8s.io"))
     return {f"{resource}/{obj}": resource for obj, resource in out}
+
+
+def current_config_map(chat: dict[str, Any]) -> str | None:
+    """The content-hashed ConfigMap N-config-<hash> the gateway Deployment reads, if any."""
+    name = chat["metadata"]["name"]
+    deployment = get("deployments.apps", f"{name}-gateway", chat["metadata"]["namespace"])
+    if deployment is None:
+        return None
+    for container in deployment["spec"]["template"]["spec"]["containers"]:
+        for source in container.get("envFrom") or []:
+            ref = (source.get("configMapRef") or {}).get("name", "")
+            if ref.startswith(f"{name}-config-"):
+                return ref
+    return None
 
 
 def fetch_children(chat: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -116,6 +137,11 @@ def container_env(pod_spec: dict[str, Any], namespace: str, container: str | Non
             cm = get("configmaps", ref["name"], namespace)
             assert cm is not None, f"ConfigMap {ref['name']} named by env {var['name']} is missing"
             env[var["name"]] = cm["data"][ref["key"]]
+        elif (var.get("valueFrom") or {}).get("secretKeyRef"):
+            ref = var["valueFrom"]["secretKeyRef"]
+            secret = get("secrets", ref["name"], namespace)
+            assert secret is not None, f"Secret {ref['name']} named by env {var['name']} is missing"
+            env[var["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
     return env
 
 
@@ -206,6 +232,18 @@ def assert_children(chat: dict[str, Any]) -> dict[str, dict[str, Any]]:
     redis_container = sts["spec"]["template"]["spec"]["containers"][0]
     assert redis_container["image"] == redis["image"]
     cmdline = " ".join(redis_container.get("command", []) + redis_container.get("args", []))
+    assert "requirepass" not in cmdline.replace('requirepass "$hex"', ""), (
+        f"the Redis password must not be on the command line: {cmdline!r}"
+    )
+    assert "--protected-mode yes" in cmdline, f"protected mode is off: {cmdline!r}"
+    redis_env = {v["name"] for v in redis_container.get("env") or [] if (v.get("valueFrom") or {}).get("secretKeyRef")}
+    assert {"REDIS_PASSWORD", "REDISCLI_AUTH"} <= redis_env, f"Redis password env {redis_env}"
+    gateway_secret_env = {v["name"] for v in container.get("env") or [] if (v.get("valueFrom") or {}).get("secretKeyRef")}
+    assert "CANVASCHAT_REDIS_PASSWORD" in gateway_secret_env, f"gateway password env {gateway_secret_env}"
+    for template in (deployment["spec"]["template"], sts["spec"]["template"]):
+        assert "canvaschat.io/secret-hash" in (template["metadata"].get("annotations") or {}), (
+            "a pod template carries no hash of the Redis password Secret"
+        )
     want_aof = "yes" if redis["appendOnly"] else "no"
     assert f"appendonly {want_aof}" in cmdline or f"--appendonly {want_aof}" in cmdline, (
         f"redis command line {cmdline!r} does not set appendonly {want_aof}"

@@ -11,11 +11,14 @@ import yaml
 
 T = TypeVar("T")
 
-# Every object the operator owns for a CanvasChat named N, as (kubectl resource, name).
-# The Ingress is only present when spec.ingress.enabled, the HPA only with autoscaling and
-# the PDB only with a disruption budget; callers filter with expected_children().
+# Every kind the operator owns for a CanvasChat named N. The Ingress is only present when
+# spec.ingress.enabled, the HPA only with autoscaling, the PDB only with a disruption
+# budget, the Secret N-redis-auth only without spec.redis.passwordSecretRef; callers filter
+# with expected_children().
 CHILD_KINDS = (
     "configmaps",
+    "secrets",
+    "networkpolicies.networking.k8s.io",
     "statefulsets.apps",
     "services",
     "deployments.apps",
@@ -102,6 +105,16 @@ def eventually(check: Callable[[], T], timeout: float = 60, interval: float = 0.
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or check.__name__}: {last}")
         time.sleep(interval)
+
+
+def apiserver_requests(verb: str) -> float:
+    """apiserver_request_total for `verb` (e.g. APPLY), summed over every resource, from the
+    API server's own metrics."""
+    total = 0.0
+    for line in kubectl("get", "--raw", "/metrics", timeout=60).splitlines():
+        if line.startswith("apiserver_request_total{") and f'verb="{verb}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:

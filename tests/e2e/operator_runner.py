@@ -31,6 +31,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "canvaschat-operator"
 RELEASE = "canvaschat-operator"
 RELEASE_NAMESPACE = os.environ.get("CANVASCHAT_E2E_OPERATOR_NAMESPACE", "canvaschat-system")
+# A short resync so the suite sees periodic reconciles (the chart's default is 300 s).
+RESYNC_SECONDS = int(os.environ.get("CANVASCHAT_E2E_RESYNC_SECONDS", "10"))
 
 
 def helm(*args: str, timeout: float = 300) -> str:
@@ -56,6 +58,7 @@ def install_chart(extra_args: list[str]) -> None:
     helm(
         "upgrade", "--install", RELEASE, str(CHART),
         "--namespace", RELEASE_NAMESPACE, "--create-namespace",
+        "--set", f"resyncSeconds={RESYNC_SECONDS}",
         *extra_args,
         "--wait", "--timeout", "180s",
     )
@@ -223,9 +226,10 @@ class ProcessOperator:
         )
         self.start()
 
-    def start(self) -> OperatorProcess:
+    def start(self, env_overrides: dict[str, str] | None = None) -> OperatorProcess:
         """One more operator process, configured exactly as the chart's Deployment
-        configures its container (args and env), except for the metrics address."""
+        configures its container (args and env), except for the metrics address and
+        `env_overrides` (what a changed chart value would set)."""
         assert self.kubeconfig is not None
         self.started += 1
         name = f"operator-{self.started}"
@@ -239,6 +243,7 @@ class ProcessOperator:
             "HOME": os.environ.get("HOME", "/tmp"),
             "KUBECONFIG": str(self.kubeconfig),
             "RUST_LOG": os.environ.get("RUST_LOG", chart_env.get("RUST_LOG", "info")),
+            **(env_overrides or {}),
         }
         with log_path.open("wb") as log:
             proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -250,10 +255,15 @@ class ProcessOperator:
     def running(self) -> list[OperatorProcess]:
         return [p for p in self.processes if p.alive()]
 
-    def restart(self) -> None:
+    def restart(self, env_overrides: dict[str, str] | None = None) -> None:
         for op in self.running():
             op.stop()
-        self.start()
+        self.start(env_overrides)
+
+    def upgrade_gateway_image(self, image: str | None) -> None:
+        """An operator upgrade as far as chats are concerned: a new default gateway image
+        (None: back to the chart's)."""
+        self.restart({"CANVASCHAT_GATEWAY_IMAGE": image} if image else None)
 
     def uninstall(self) -> None:
         for op in self.running():
@@ -292,6 +302,16 @@ class DeploymentOperator:
 
     def restart(self) -> None:
         kubectl("rollout", "restart", "deployment", chart_deployment_name(), "-n", RELEASE_NAMESPACE)
+        self.wait_rolled_out()
+
+    def upgrade_gateway_image(self, image: str | None) -> None:
+        """`helm upgrade` with a new gateway image value (None: back to the chart's)."""
+        if image:
+            repository, tag = image.rsplit(":", 1)
+            values = ["--set", f"gatewayImage.repository={repository}", "--set", f"gatewayImage.tag={tag}"]
+        else:
+            values = ["--reset-values"]
+        install_chart([*shlex.split(os.environ.get("CANVASCHAT_E2E_HELM_ARGS", "")), *values])
         self.wait_rolled_out()
 
     def scale(self, replicas: int) -> None:

@@ -8,8 +8,8 @@ import time
 from typing import Any, Callable
 
 from conftest import READY_TIMEOUT, get_chat, wait_ready
-from expectations import assert_children, expected_children
-from kube import CHILD_KINDS, delete, eventually, get, list_objects, patch
+from expectations import assert_children, current_config_map, expected_children
+from kube import CHILD_KINDS, condition, delete, eventually, get, list_objects, patch
 
 CHAT = "chat"
 FULL_SPEC = {
@@ -37,17 +37,24 @@ def test_deleted_and_edited_children_are_put_back(namespace: str, ready_chat: Ca
     patch("deployments.apps", f"{CHAT}-gateway", namespace, {
         "spec": {"template": {"spec": {"containers": [{"name": before[f"deployments.apps/{CHAT}-gateway"]["spec"]["template"]["spec"]["containers"][0]["name"], "image": "example.invalid/hacked:1"}]}}},
     }, kind="strategic")
-    patch("configmaps", f"{CHAT}-config", namespace, {"data": {"CANVASCHAT_RATE_LIMIT_PER_MINUTE": "1"}})
+    # The gateway ConfigMap is immutable: deleting it is the drift left to a user.
+    config_map = current_config_map(chat)
+    assert config_map, "the gateway Deployment names no N-config-<hash> ConfigMap"
+    delete("configmaps", config_map, namespace)
+    patch("networkpolicies.networking.k8s.io", f"{CHAT}-redis", namespace, {"spec": {"ingress": [{}]}})
 
     def restored() -> bool:
         old_uid = before[f"services/{CHAT}-gateway"]["metadata"]["uid"]
         svc = get("services", f"{CHAT}-gateway", namespace)
         assert svc is not None, "gateway Service not recreated yet"
         assert svc["metadata"]["uid"] != old_uid
+        assert get("configmaps", config_map, namespace) is not None, "ConfigMap not recreated yet"
+        policy = get("networkpolicies.networking.k8s.io", f"{CHAT}-redis", namespace)
+        assert policy and policy["spec"]["ingress"][0].get("from"), "NetworkPolicy edit not reverted"
         assert_children(get_chat(namespace, CHAT))
         return True
 
-    eventually(restored, timeout=60, what="deleted Service recreated and edits reverted")
+    eventually(restored, timeout=60, what="deleted Service and ConfigMap recreated and edits reverted")
 
 
 def test_spec_change_rolls_out_the_gateway(namespace: str, ready_chat: Callable[..., Any]) -> None:
@@ -86,10 +93,17 @@ def test_disabling_autoscaling_and_ingress_deletes_them(namespace: str, ready_ch
 
 
 def test_pause_stops_changes_and_unpause_resumes(namespace: str, ready_chat: Callable[..., Any]) -> None:
-    ready_chat(CHAT, FULL_SPEC)
+    applied = ready_chat(CHAT, FULL_SPEC)["metadata"]["generation"]
     hash_before = template_hash(namespace)
     patch("canvaschats.canvaschat.io", CHAT, namespace, {"spec": {"paused": True}})
-    time.sleep(2)  # let the operator observe paused before the next edits
+
+    def paused_condition() -> dict[str, Any]:
+        chat = get_chat(namespace, CHAT)
+        cond = condition(chat, "Paused")
+        assert cond and cond["status"] == "True", f"Paused condition {cond}"
+        return chat
+
+    eventually(paused_condition, timeout=30, what="Paused=True")
     patch("canvaschats.canvaschat.io", CHAT, namespace, {"spec": {"gateway": {"settings": {"rateLimitPerMinute": 7}}}})
     delete("services", f"{CHAT}-gateway", namespace)
 
@@ -98,6 +112,13 @@ def test_pause_stops_changes_and_unpause_resumes(namespace: str, ready_chat: Cal
         assert get("services", f"{CHAT}-gateway", namespace) is None, "a paused chat's deleted Service came back"
         assert template_hash(namespace) == hash_before, "a paused chat's gateway was changed"
         time.sleep(0.5)
+    # GitOps tools compare observedGeneration with generation: the edit must not look applied.
+    chat = paused_condition()
+    assert chat["metadata"]["generation"] > applied
+    assert chat["status"]["observedGeneration"] == applied, (
+        f"observedGeneration {chat['status']['observedGeneration']} moved while paused (applied {applied})"
+    )
+    assert condition(chat, "Ready")["status"] == "False", condition(chat, "Ready")
 
     patch("canvaschats.canvaschat.io", CHAT, namespace, {"spec": {"paused": False}})
     chat = wait_ready(namespace, CHAT)
@@ -109,6 +130,7 @@ def test_pause_stops_changes_and_unpause_resumes(namespace: str, ready_chat: Cal
 
     eventually(resumed, timeout=60, what="changes applied after unpausing")
     assert chat["spec"]["gateway"]["settings"]["rateLimitPerMinute"] == 7
+    assert condition(chat, "Paused")["status"] == "False"
 
 
 def test_deleting_the_chat_collects_every_child(namespace: str, ready_chat: Callable[..., Any]) -> None:

@@ -24,11 +24,15 @@ import pytest
 from chat_client import chat_between
 from conftest import ARTIFACTS, REPO, TARGET
 from expectations import container_env
-from kube import eventually, get
+from kube import eventually, get, kubectl
 from operator_runner import free_port
 
 CHAT = "real"
+# Characters that break a password pasted into a redis:// URL or a shell command line.
+PASSWORD = 'p/@:#?%w rd"$x\\'
+SECRET = "real-redis-password"
 SPEC = {
+    "redis": {"passwordSecretRef": {"name": SECRET, "key": "pw"}},
     "gateway": {
         "autoscaling": {"enabled": False},
         "replicas": 2,
@@ -79,14 +83,25 @@ def with_option(args: list[str], option: str, value: str) -> list[str]:
 
 
 def redis_command(sts: dict[str, Any], port: int, data_dir: Path) -> list[str]:
+    """The Redis container's command: `sh -c SCRIPT redis-server OPTIONS...`, where the
+    script feeds the password to redis-server on stdin. It runs as written, with the same
+    options on a private loopback port and directory, without snapshots."""
     container = sts["spec"]["template"]["spec"]["containers"][0]
     args = argv(container, "redis-server")
-    assert Path(args[0]).name == "redis-server", f"the Redis container does not run redis-server: {args}"
-    # The same options, on a private loopback port and directory, without snapshots.
-    options = args[1:]
+    assert args[:2] == ["sh", "-c"] and args[3] == "redis-server", f"unexpected Redis command: {args}"
+    assert "requirepass" in args[2] and "redis-server -" in args[2], f"the start script sets no password: {args[2]}"
+    options = args[4:]
     for option, value in (("--port", str(port)), ("--dir", str(data_dir)), ("--bind", "127.0.0.1"), ("--save", "")):
         options = with_option(options, option, value)
-    return [REDIS_SERVER, *options]
+    return [*args[:4], *options]
+
+
+def redis_env(sts: dict[str, Any], namespace: str) -> dict[str, str]:
+    """The Redis container's environment (the password from the Secret), with PATH leading
+    to the local redis-server."""
+    env = container_env(sts["spec"]["template"]["spec"], namespace)
+    env["PATH"] = f"{Path(REDIS_SERVER).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+    return env
 
 
 def gateway_env(deployment: dict[str, Any], namespace: str, redis_port: int, listen_port: int, replica: int) -> dict[str, str]:
@@ -132,6 +147,7 @@ def test_gateway_and_redis_run_from_the_operator_pod_templates(
         pytest.fail(f"gateway binary {GATEWAY_BIN} is missing: run `cargo build --release -p canvaschat-gateway`")
     if not shutil.which(REDIS_SERVER):
         pytest.fail(f"{REDIS_SERVER} is missing: apt-get install -y redis-server")
+    kubectl("create", "secret", "generic", SECRET, "-n", namespace, f"--from-literal=pw={PASSWORD}")
     ready_chat(CHAT, SPEC)
     sts = get("statefulsets.apps", f"{CHAT}-redis", namespace)
     deployment = get("deployments.apps", f"{CHAT}-gateway", namespace)
@@ -139,7 +155,9 @@ def test_gateway_and_redis_run_from_the_operator_pod_templates(
 
     redis_port = free_port()
     (tmp_path / "redis").mkdir()
-    redis = processes("redis", redis_command(sts, redis_port, tmp_path / "redis"))
+    env = redis_env(sts, namespace)
+    assert env.get("REDIS_PASSWORD") == PASSWORD, "the Redis container does not get the Secret's password"
+    redis = processes("redis", redis_command(sts, redis_port, tmp_path / "redis"), env)
 
     def redis_listening() -> bool:
         assert redis.poll() is None, f"redis-server exited {redis.returncode}"
@@ -150,6 +168,12 @@ def test_gateway_and_redis_run_from_the_operator_pod_templates(
             return False
 
     eventually(redis_listening, timeout=20, what="redis-server listening")
+    # Auth is on: a client without the password is refused.
+    with socket.create_connection(("127.0.0.1", redis_port), 2) as conn:
+        conn.sendall(b"PING\r\n")
+        assert conn.recv(64).startswith(b"-NOAUTH"), "Redis answered without a password"
+    ps = subprocess.run(["ps", "-o", "args=", "-p", str(redis.pid)], capture_output=True, text=True).stdout
+    assert "redis-server" in ps and PASSWORD not in ps, f"the password is on the command line: {ps!r}"
 
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     command = argv(container, str(GATEWAY_BIN))
@@ -161,12 +185,17 @@ def test_gateway_and_redis_run_from_the_operator_pod_templates(
     gateways = []
     for replica, port in enumerate(ports):
         env = gateway_env(deployment, namespace, redis_port, port, replica)
+        assert env.get("CANVASCHAT_REDIS_PASSWORD") == PASSWORD, "the gateway does not get the password as its own variable"
+        assert PASSWORD not in env["CANVASCHAT_REDIS_URL"]
         gateways.append(processes(f"gateway-{replica}", command, env))
 
     def ready() -> bool:
         for proc, port in zip(gateways, ports, strict=True):
             assert proc.poll() is None, f"gateway on {port} exited {proc.returncode}"
-            status, body = http_get(f"http://127.0.0.1:{port}{ready_path}")
+            try:
+                status, body = http_get(f"http://127.0.0.1:{port}{ready_path}")
+            except urllib.error.URLError:
+                return False  # not listening yet
             assert status == 200, f"{ready_path} on {port}: {status} {body}"
             assert json.loads(body)["checks"] == {"redis": "ok", "pubsub": "ok"}, body
         return True

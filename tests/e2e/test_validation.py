@@ -15,13 +15,13 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "min-above-max",
         "bad-scaling",
         {"gateway": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}},
-        "minReplicas must be less than or equal to maxReplicas",
+        "must be less than or equal to maxReplicas",
     ),
     (
         "ttl-not-above-heartbeat",
         "bad-presence",
         {"gateway": {"settings": {"presenceHeartbeatSeconds": 60, "presenceTtlSeconds": 30}}},
-        "presenceTtlSeconds must be greater than presenceHeartbeatSeconds",
+        "must be greater than presenceHeartbeatSeconds",
     ),
     (
         "tls-without-host",
@@ -61,9 +61,27 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ),
     (
         "name-too-long",
-        "a" * 48,
+        "a" * 47,
         {},
-        "at most 47 characters",
+        "at most 46 characters",
+    ),
+    (
+        "privileged-gateway",
+        "bad-privileged",
+        {"gateway": {"securityContext": {"privileged": True}}},
+        "securityContext may not set privileged",
+    ),
+    (
+        "added-capabilities",
+        "bad-caps",
+        {"redis": {"securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}},
+        "securityContext may not set privileged",
+    ),
+    (
+        "root-pod",
+        "bad-root",
+        {"gateway": {"podSecurityContext": {"runAsUser": 0}}},
+        "podSecurityContext may not set runAsUser 0",
     ),
 ]
 

@@ -1,0 +1,109 @@
+"""How fast CanvasChats converge, measured with a watch (not polling): from `kubectl apply` to
+the Ready=True status the operator writes for the current generation, for one chat and for
+CANVASCHAT_E2E_CONVERGENCE_CHATS (default 100) created at once. The numbers are printed and
+written to the artifacts; the assertion bounds are loose (a shared CI machine), the targets are
+1 s and 15 s on the local control plane.
+
+Opt-in (it creates many objects): CANVASCHAT_E2E_CONVERGENCE=1 tests/e2e/run.sh -k convergence
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import ARTIFACTS, canvaschat
+from kube import kubectl
+
+CHATS = int(os.environ.get("CANVASCHAT_E2E_CONVERGENCE_CHATS", "100"))
+# Loose ceilings, far above the targets, so only a real regression fails.
+ONE_CEILING_SECONDS = 30.0
+MANY_CEILING_SECONDS = 240.0
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("CANVASCHAT_E2E_CONVERGENCE") != "1",
+    reason="set CANVASCHAT_E2E_CONVERGENCE=1 to measure convergence",
+)
+
+
+class ReadyWatch:
+    """`kubectl get canvaschats --watch`: records when each chat is first seen Ready=True for
+    its current generation."""
+
+    def __init__(self, namespace: str) -> None:
+        self.ready_at: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.proc = subprocess.Popen(
+            ["kubectl", "get", "canvaschats.canvaschat.io", "-n", namespace, "--watch", "-o", "json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.thread = threading.Thread(target=self.read, daemon=True)
+        self.thread.start()
+
+    def read(self) -> None:
+        assert self.proc.stdout is not None
+        decoder = json.JSONDecoder()
+        buffer = ""
+        for line in self.proc.stdout:
+            buffer += line
+            while buffer.strip():
+                try:
+                    obj, end = decoder.raw_decode(buffer.lstrip())
+                except json.JSONDecodeError:
+                    break
+                buffer = buffer.lstrip()[end:]
+                self.observe(obj)
+
+    def observe(self, obj: dict[str, Any]) -> None:
+        status = obj.get("status") or {}
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+        )
+        if ready and status.get("observedGeneration") == obj["metadata"].get("generation"):
+            with self.lock:
+                self.ready_at.setdefault(obj["metadata"]["name"], time.monotonic())
+
+    def wait(self, names: list[str], timeout: float) -> dict[str, float]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if all(n in self.ready_at for n in names):
+                    return dict(self.ready_at)
+            time.sleep(0.05)
+        with self.lock:
+            missing = [n for n in names if n not in self.ready_at]
+        raise AssertionError(f"{len(missing)} of {len(names)} chats not Ready after {timeout:.0f}s: {missing[:5]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def test_convergence_of_one_and_many_chats(namespace: str) -> None:
+    watch = ReadyWatch(namespace)
+    try:
+        time.sleep(1)  # the watch's initial list is done
+        start = time.monotonic()
+        kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(canvaschat("one")))
+        one = watch.wait(["one"], ONE_CEILING_SECONDS)["one"] - start
+
+        names = [f"many-{i:03d}" for i in range(CHATS)]
+        manifest = yaml.safe_dump_all([canvaschat(n) for n in names])
+        start = time.monotonic()
+        kubectl("apply", "-n", namespace, "-f", "-", input=manifest, timeout=120)
+        ready = watch.wait(names, MANY_CEILING_SECONDS)
+        many = max(ready[n] for n in names) - start
+    finally:
+        watch.stop()
+    result = {"one_chat_ready_seconds": round(one, 2), "chats": CHATS, "all_ready_seconds": round(many, 2)}
+    (ARTIFACTS / "convergence.json").write_text(json.dumps(result) + "\n")
+    print(f"convergence: {result}")

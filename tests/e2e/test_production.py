@@ -1,0 +1,164 @@
+"""Production behaviour of the operator: names at the limit work, idle resyncs write nothing,
+stored objects carry no server-side defaults so operator upgrades reach existing chats,
+Secret rotation rolls the pods, and an immutable StatefulSet change is handled."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any, Callable
+
+from conftest import get_chat, wait_ready
+from expectations import assert_children
+from kube import apiserver_requests, condition, eventually, get, kubectl, list_objects, patch
+from operator_runner import RESYNC_SECONDS
+
+# Longest name the CRD accepts (crds/src/validation.rs MAX_NAME_LEN).
+LONGEST_NAME = "n" * 46
+# Kinds the operator writes; APPLY requests on them are the operator's.
+OPERATOR_RESOURCES = (
+    "canvaschats", "configmaps", "secrets", "services", "statefulsets", "deployments",
+    "networkpolicies", "ingresses", "horizontalpodautoscalers", "poddisruptionbudgets",
+)
+DEFAULTED_FIELDS = ("image", "resources", "securityContext", "podSecurityContext")
+
+
+def operator_applies() -> float:
+    """APPLY requests the API server served on the kinds the operator writes."""
+    total = 0.0
+    for line in kubectl("get", "--raw", "/metrics", timeout=60).splitlines():
+        if not line.startswith("apiserver_request_total{") or 'verb="APPLY"' not in line:
+            continue
+        if any(f'resource="{r}"' in line for r in OPERATOR_RESOURCES):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def pod_template(resource: str, name: str, namespace: str) -> dict[str, Any]:
+    obj = get(resource, name, namespace)
+    assert obj is not None, f"{resource}/{name} is missing"
+    return obj["spec"]["template"]
+
+
+def test_longest_accepted_name_gets_redis_and_gateway_pods(namespace: str, ready_chat: Callable[..., Any]) -> None:
+    chat = ready_chat(LONGEST_NAME, {"gateway": {"autoscaling": {"enabled": False}, "replicas": 1}})
+    assert_children(chat)
+    pods = list_objects("pods", namespace, f"app.kubernetes.io/instance={LONGEST_NAME}")
+    components = {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in pods}
+    assert components == {"gateway", "redis"}, f"pods {[p['metadata']['name'] for p in pods]}"
+    redis_pod = next(p for p in pods if p["metadata"]["labels"]["app.kubernetes.io/component"] == "redis")
+    revision = redis_pod["metadata"]["labels"]["controller-revision-hash"]
+    assert revision.startswith(f"{LONGEST_NAME}-redis-") and len(revision) <= 63, revision
+
+
+def no_namespace_terminating() -> bool:
+    """Earlier tests' namespaces are deleted without waiting; while one terminates, the
+    operator may still (rightly) react to its children disappearing."""
+    terminating = [
+        n["metadata"]["name"]
+        for n in json.loads(kubectl("get", "namespaces", "-o", "json"))["items"]
+        if n.get("status", {}).get("phase") == "Terminating"
+    ]
+    assert not terminating, f"namespaces still terminating: {terminating}"
+    return True
+
+
+def test_idle_resync_makes_no_apply_request(operator: Any, namespace: str, ready_chat: Callable[..., Any]) -> None:
+    eventually(no_namespace_terminating, timeout=120, what="earlier test namespaces gone")
+    ready_chat("idle", {"ingress": {"enabled": True, "host": "idle.example.test"}})
+    # Let the creation's follow-up reconciles (child status updates) and one resync pass.
+    time.sleep(RESYNC_SECONDS * 1.2)
+    wait_ready(namespace, "idle")
+    before = operator_applies()
+    reconciles_before = operator.running()[-1].reconciles() if operator.mode == "process" else None
+    # Two resyncs of every CanvasChat (jittered by up to 10%).
+    time.sleep(RESYNC_SECONDS * 2.3)
+    after = operator_applies()
+    if reconciles_before is not None:
+        assert operator.running()[-1].reconciles() > reconciles_before, "no resync happened: the check would be vacuous"
+    assert after - before == 0, f"{after - before:.0f} APPLY requests during an idle window of two resyncs"
+    total = apiserver_requests("APPLY")
+    assert total >= after, "apiserver_request_total reports fewer APPLY requests than on our kinds"
+
+
+def test_stored_chat_has_no_server_side_defaults_and_upgrades_roll_it(
+    operator: Any, namespace: str, ready_chat: Callable[..., Any]
+) -> None:
+    # No image pinned: this chat follows the operator's default gateway image.
+    kubectl("apply", "-n", namespace, "-f", "-", input=(
+        "apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata: {name: follow}\nspec: {}\n"
+    ))
+    stored = get_chat(namespace, "follow")
+    assert stored["spec"] == {}, f"the API server stored defaults: {stored['spec']}"
+    eventually(lambda: get("deployments.apps", "follow-gateway", namespace), timeout=60, what="gateway Deployment")
+    image_before = pod_template("deployments.apps", "follow-gateway", namespace)["spec"]["containers"][0]["image"]
+    upgraded = image_before.rsplit(":", 1)[0] + ":9.9.9-e2e"
+    try:
+        operator.upgrade_gateway_image(upgraded)
+
+        def rolled() -> bool:
+            template = pod_template("deployments.apps", "follow-gateway", namespace)
+            assert template["spec"]["containers"][0]["image"] == upgraded, template["spec"]["containers"][0]["image"]
+            return True
+
+        eventually(rolled, timeout=60, what="the upgraded operator rolling the chat to its gateway image")
+        assert get_chat(namespace, "follow")["spec"] == {}, "the operator wrote defaults into the spec"
+    finally:
+        operator.upgrade_gateway_image(None)
+
+
+def test_secret_rotation_rolls_gateway_and_redis(namespace: str, ready_chat: Callable[..., Any]) -> None:
+    ready_chat("rotate")
+    secret = get("secrets", "rotate-redis-auth", namespace)
+    assert secret is not None, "no generated Redis password Secret"
+    password = base64.b64decode(secret["data"]["password"]).decode()
+    assert len(password) >= 32, "the generated password is too short"
+
+    def hashes() -> tuple[str, str]:
+        gateway = pod_template("deployments.apps", "rotate-gateway", namespace)["metadata"]["annotations"]
+        redis = pod_template("statefulsets.apps", "rotate-redis", namespace)["metadata"]["annotations"]
+        return gateway["canvaschat.io/secret-hash"], redis["canvaschat.io/secret-hash"]
+
+    before = hashes()
+    rotated = base64.b64encode(b"rotated-" + password.encode()).decode()
+    patch("secrets", "rotate-redis-auth", namespace, {"data": {"password": rotated}})
+
+    def rolled() -> bool:
+        now = hashes()
+        assert now[0] != before[0] and now[1] != before[1], f"secret hashes {before} -> {now}"
+        return True
+
+    eventually(rolled, timeout=60, what="both pod templates rolled after the Secret changed")
+    wait_ready(namespace, "rotate")
+    # The operator never rewrites the password it generated.
+    assert get("secrets", "rotate-redis-auth", namespace)["data"]["password"] == rotated
+
+
+def test_statefulset_immutable_change_is_recreated_keeping_pods_and_claims(
+    namespace: str, ready_chat: Callable[..., Any]
+) -> None:
+    ready_chat("sts")
+    sts = get("statefulsets.apps", "sts-redis", namespace)
+    assert sts is not None
+    claims = {c["metadata"]["name"]: c["metadata"]["uid"] for c in list_objects("persistentvolumeclaims", namespace)}
+    assert claims, "no Redis volume claim"
+    # spec.redis.storage was absent, so the CRD's transition rule does not apply; the volume
+    # claim template of the StatefulSet cannot change in place.
+    patch("canvaschats.canvaschat.io", "sts", namespace, {"spec": {"redis": {"storage": {"size": "2Gi"}}}})
+
+    def recreated() -> bool:
+        new = get("statefulsets.apps", "sts-redis", namespace)
+        assert new is not None, "StatefulSet not recreated yet"
+        assert new["metadata"]["uid"] != sts["metadata"]["uid"], "StatefulSet not recreated yet"
+        size = new["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+        assert size == "2Gi", size
+        return True
+
+    eventually(recreated, timeout=90, what="the StatefulSet recreated with the new claim template")
+    chat = wait_ready(namespace, "sts")
+    assert condition(chat, "Degraded")["status"] == "False", condition(chat, "Degraded")
+    after = {c["metadata"]["name"]: c["metadata"]["uid"] for c in list_objects("persistentvolumeclaims", namespace)}
+    assert after == claims, f"volume claims changed: {claims} -> {after}"
+    events = kubectl("get", "events", "-n", namespace, "--field-selector", "reason=RecreatingStatefulSet", "-o", "name")
+    assert events.strip(), "no RecreatingStatefulSet event"
