@@ -75,12 +75,15 @@ pub async fn run(spec: LoadSpec) -> std::result::Result<Result, Error> {
         counts
     });
 
+    // The gateway de-duplicates a user's client_msg_id within its history window, so every
+    // run (e.g. each saturation step) needs user ids of its own.
+    let run_id = now_us() % 1_000_000_000;
     let connect_started = Instant::now();
     let opened: Vec<std::result::Result<(Role, client::Ws), Error>> =
         futures::stream::iter(roles.into_iter().map(|role| {
             let url = &spec.urls[role.replica as usize];
             async move {
-                let uid = format!("u{}", role.index);
+                let uid = format!("u{}-{run_id}", role.index);
                 client::open(
                     spec.target,
                     url,
