@@ -3,9 +3,10 @@
 #   lint.sh shell      shellcheck on every tracked shell script (.shellcheckrc)
 #   lint.sh workflows  actionlint on .github/workflows, with shellcheck for their run: scripts
 #   lint.sh python     ruff on the Python test code (ruff.toml)
+#   lint.sh frontend   ESLint with typescript-eslint and the React hooks rules (frontend/eslint.config.js)
 # Tools: shellcheck from Debian (scripts/install-deps.sh), actionlint built by
 # tests/controlplane/build.sh, ruff pinned in scripts/lint-requirements.txt in a venv under
-# $HOME/.cache/canvaschat.
+# $HOME/.cache/canvaschat; ESLint from frontend/package-lock.json (npm ci in install-deps.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -48,8 +49,13 @@ python)
     mapfile -t files < <(git ls-files '*.py')
     "$venv/bin/ruff" check --no-cache --output-format concise "${files[@]}"
     ;;
+frontend)
+    [ -x frontend/node_modules/.bin/eslint ] || { say "ESLint is missing (cd frontend && npm ci)"; exit 1; }
+    (cd frontend && npm run lint --silent)
+    say "eslint: frontend clean"
+    ;;
 *)
-    echo "usage: $0 shell|workflows|python" >&2
+    echo "usage: $0 shell|workflows|python|frontend" >&2
     exit 2
     ;;
 esac

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command (`make test`): installs what is missing, then runs every suite —
-# lint (Rust, shell scripts, workflows, Python), Rust unit and integration tests (real
+# lint (Rust, shell scripts, workflows, Python, frontend), Rust unit and integration tests (real
 # redis-server), the frontend unit tests, the rendered-manifest schema checks, the chart's
 # dashboard and alerts against the binaries' live metrics, the browser end-to-end tests (real
 # Chromium, Redis and two gateways) and the operator end-to-end suite on a real local control
@@ -34,6 +34,7 @@ suite "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 suite "shellcheck" bash scripts/lint.sh shell
 suite "actionlint" bash scripts/lint.sh workflows
 suite "ruff" bash scripts/lint.sh python
+suite "eslint" bash scripts/lint.sh frontend
 suite "rust tests" cargo test --workspace --locked
 # The suites below run the binaries the tests above built.
 suite "build binaries" cargo build --workspace --bins --locked

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { checkA11y } from './axe.mjs';
 import { artifactsDir, launchBrowser, startGateway, startRedis, waitFor } from './harness.mjs';
-import { canvasBox, joinAs, messageFrom, viewportOf, waitConnected, waitOnline, writeAt } from './page.mjs';
+import { canvasBox, joinAs, messageFrom, viewportOf, waitOnline, writeAt } from './page.mjs';
 
 const RUN = Date.now().toString(36);
 

@@ -53,7 +53,7 @@ interface ChatScreenProps {
   userId: string;
   channel: string;
   rejected: string | null;
-  onChangeName(): void;
+  onChangeName: () => void;
 }
 
 function ChatScreen({ userId, channel, rejected, onChangeName }: ChatScreenProps) {
@@ -76,6 +76,9 @@ function ChatScreen({ userId, channel, rejected, onChangeName }: ChatScreenProps
     });
     const c = new ChatClient({ store, url: (since) => chatUrl(window.location, userId, channel, since) });
     c.start();
+    // The client is a connection, so it lives in the effect (created, started and stopped
+    // with it, also across StrictMode's remount); children get it through state.
+    // eslint-disable-next-line react-hooks/set-state-in-effect
     setClient(c);
     const online = () => c.retryNow();
     window.addEventListener('online', online);

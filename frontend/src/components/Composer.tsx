@@ -13,9 +13,9 @@ interface Props {
   /** Where to draw it, in screen coordinates relative to the canvas. */
   screen: Position;
   colour: string;
-  onChange(draft: string): void;
-  onSubmit(): void;
-  onCancel(): void;
+  onChange: (draft: string) => void;
+  onSubmit: () => void;
+  onCancel: () => void;
 }
 
 /** The text field that appears where the user clicked. Enter sends, Escape cancels. */

@@ -9,8 +9,8 @@ interface Props {
    * (close 4000/1001) to finish, so it reads as sending rather than waiting.
    */
   online?: boolean;
-  onRetry(key: string): void;
-  onDismiss(key: string): void;
+  onRetry: (key: string) => void;
+  onDismiss: (key: string) => void;
 }
 
 const STATE_TEXT: Partial<Record<CanvasMessage['status'], string>> = {

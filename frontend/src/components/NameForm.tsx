@@ -4,7 +4,7 @@ import { describeNameProblem, invalidChars, NAME_MAX, validateName } from '../li
 interface Props {
   initial: string;
   channel: string;
-  onSubmit(name: string): void;
+  onSubmit: (name: string) => void;
   onCancel?: () => void;
 }
 

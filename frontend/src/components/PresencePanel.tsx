@@ -22,6 +22,9 @@ export function PresencePanel() {
   // Follow: pan to where that user is or last wrote; for oneself, to one's latest message.
   const goToUser = (user: string) => {
     const s = store.getState();
+    // Runs on click only; the compiler takes the click handler inside `users.map` for render
+    // (https://github.com/facebook/react/issues/34046).
+    // eslint-disable-next-line react-hooks/purity
     const target = whereIs(user, s.messages, s.cursors, Date.now());
     if (target !== null) view.getState().goTo(target, !reduced);
     else if (user === self) view.getState().recentre();

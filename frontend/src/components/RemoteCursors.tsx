@@ -23,7 +23,9 @@ export function RemoteCursors() {
   const latest = useRef<Record<string, RemoteCursor>>(cursors);
   const frame = useRef<number | null>(null);
   const reducedRef = useRef(reduced);
-  reducedRef.current = reduced;
+  useEffect(() => {
+    reducedRef.current = reduced;
+  }, [reduced]);
 
   const place = useCallback(
     (el: HTMLElement, p: Position) => {

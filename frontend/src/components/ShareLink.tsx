@@ -36,7 +36,7 @@ export function ShareLink({ channel }: { channel: string }) {
           onBlur={() => setState('idle')}
         />
       ) : (
-        <button type="button" className="button button--small button--quiet" onClick={copy} data-link={link}>
+        <button type="button" className="button button--small button--quiet" onClick={() => void copy()} data-link={link}>
           {state === 'copied' ? 'Link copied' : 'Copy link'}
         </button>
       )}

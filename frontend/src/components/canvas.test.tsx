@@ -67,7 +67,9 @@ describe('EdgeMarkers', () => {
     chat('a', 'bob', 1000, 300);
     chat('b', 'bob', 1100, 320);
     act(() => markers()[0]?.click());
-    act(() => vi.advanceTimersByTime(1000)); // the glide
+    act(() => {
+      vi.advanceTimersByTime(1000); // the glide
+    });
     expect(canvasToScreen(view.getState().viewport, { x: 1100, y: 320 })).toEqual({ x: 195, y: 350 });
     // Both are in view now.
     expect(markers()).toEqual([]);
@@ -86,7 +88,9 @@ describe('EdgeMarkers', () => {
     act(() => store.getState().receive({ type: 'cursor', channel_id: 'room', user_id: 'dave', position: { x: -500, y: 50 } }));
     expect(markers().map((m) => [m.dataset.user, m.dataset.count])).toEqual([['dave', '0']]);
     expect(markers()[0]?.getAttribute('aria-label')).toBe("dave's pointer, above left off screen. Go there.");
-    act(() => vi.advanceTimersByTime(5000));
+    act(() => {
+      vi.advanceTimersByTime(5000);
+    });
     expect(markers()).toEqual([]);
   });
 });
@@ -99,7 +103,9 @@ describe('RemoteCursors', () => {
     expect(cursor()?.textContent).toBe('bob');
     expect(cursor()?.style.transform).toBe('translate(40px, 60px)');
     expect(cursor()?.dataset.idle).toBeUndefined();
-    act(() => vi.advanceTimersByTime(5000));
+    act(() => {
+      vi.advanceTimersByTime(5000);
+    });
     expect(cursor()?.dataset.idle).toBe('');
     act(() => store.getState().receive({ type: 'user_left', channel_id: 'room', user_id: 'bob' }));
     expect(cursor()).toBeNull();
@@ -130,11 +136,15 @@ describe('RemoteCursors motion', () => {
     render(<RemoteCursors />);
     move(0, 0);
     move(100, 0);
-    act(() => vi.advanceTimersByTime(16));
+    act(() => {
+      vi.advanceTimersByTime(16);
+    });
     const mid = shown();
     expect(mid).not.toBe('translate(0px, 0px)');
     expect(mid).not.toBe('translate(100px, 0px)');
-    act(() => vi.advanceTimersByTime(1000));
+    act(() => {
+      vi.advanceTimersByTime(1000);
+    });
     expect(shown()).toBe('translate(100px, 0px)');
   });
 
@@ -143,7 +153,9 @@ describe('RemoteCursors motion', () => {
     render(<RemoteCursors />);
     move(0, 0);
     move(100, 0);
-    act(() => vi.advanceTimersByTime(16));
+    act(() => {
+      vi.advanceTimersByTime(16);
+    });
     expect(shown()).toBe('translate(100px, 0px)');
   });
 });

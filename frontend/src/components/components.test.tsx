@@ -81,9 +81,11 @@ describe('NameForm', () => {
     expect(button.disabled).toBe(true);
 
     const type = (value: string) => {
-      const setter = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value')?.set;
-      setter?.call(input, value);
-      act(() => input.dispatchEvent(new Event('input', { bubbles: true })));
+      // React tracks the value through the prototype's setter, so set it there.
+      Reflect.set(HTMLInputElement.prototype, 'value', value, input);
+      act(() => {
+        input.dispatchEvent(new Event('input', { bubbles: true }));
+      });
     };
     type('al ice');
     expect(input.getAttribute('aria-invalid')).toBe('true');

@@ -5,6 +5,9 @@ export function useNow(active: boolean, everyMs: number): number {
   const [now, setNow] = useState(() => Date.now());
   useEffect(() => {
     if (!active) return;
+    // The clock is the external system here: on (re)activation the time shown must be
+    // current at once, not up to `everyMs` late.
+    // eslint-disable-next-line react-hooks/set-state-in-effect
     setNow(Date.now());
     const t = setInterval(() => setNow(Date.now()), everyMs);
     return () => clearInterval(t);

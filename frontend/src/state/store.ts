@@ -87,32 +87,32 @@ export interface ChatState {
   /** Set when a recovery came back incomplete; the page says so once, quietly. */
   missedNotice: number | null;
 
-  setIdentity(userId: string, channel: string): void;
+  setIdentity: (userId: string, channel: string) => void;
   /** After a reload: what the tab had received before, so it can recover from there. */
-  restoreRecovery(saved: SavedRecovery): void;
+  restoreRecovery: (saved: SavedRecovery) => void;
   /** The since/epoch to connect with, or null to connect as a newcomer. */
-  recoveryPoint(): StreamPosition | null;
+  recoveryPoint: () => StreamPosition | null;
   /** A new connection is being opened; `recovering` when it asked for history since a point. */
-  beginConnection(recovering: boolean): void;
-  setConnection(connection: ConnectionState): void;
+  beginConnection: (recovering: boolean) => void;
+  setConnection: (connection: ConnectionState) => void;
   /** Adds an own message in state `queued`, or `failed` when too many are unsent. */
-  compose(key: string, text: string, position: Position): CanvasMessage;
-  markSending(key: string): void;
-  receive(frame: ServerFrame): void;
+  compose: (key: string, text: string, position: Position) => CanvasMessage;
+  markSending: (key: string) => void;
+  receive: (frame: ServerFrame) => void;
   /** The connection closed: whatever was on the wire without an ack is now failed. */
-  failInFlight(reason: string): void;
+  failInFlight: (reason: string) => void;
   /**
    * The connection closed, but the gateway de-duplicates by client_msg_id: whatever was on
    * the wire is sent again on the next connection, and the ack tells which it was.
    */
-  requeueInFlight(): void;
-  dismissMissedNotice(): void;
+  requeueInFlight: () => void;
+  dismissMissedNotice: () => void;
   /** Puts a failed message back in the queue. */
-  requeue(key: string): void;
-  dismiss(key: string): void;
-  queued(): CanvasMessage[];
-  showNotice(text: string): void;
-  clearNotice(): void;
+  requeue: (key: string) => void;
+  dismiss: (key: string) => void;
+  queued: () => CanvasMessage[];
+  showNotice: (text: string) => void;
+  clearNotice: () => void;
 }
 
 export type ChatStore = StoreApi<ChatState>;

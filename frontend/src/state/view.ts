@@ -13,15 +13,15 @@ export interface ViewState {
   viewport: Viewport;
   /** The canvas element's size in CSS pixels. */
   size: Size;
-  setViewport(next: Viewport | ((v: Viewport) => Viewport)): void;
-  setSize(size: Size): void;
+  setViewport: (next: Viewport | ((v: Viewport) => Viewport)) => void;
+  setSize: (size: Size) => void;
   /**
    * Pans so the canvas point is in the middle of the view, keeping the zoom; with `glide`,
    * over GLIDE_MS (any drag, wheel or key press takes over at once).
    */
-  goTo(target: Position, glide?: boolean): void;
+  goTo: (target: Position, glide?: boolean) => void;
   /** Back to the origin at 100 %. */
-  recentre(): void;
+  recentre: () => void;
 }
 
 export type ViewStore = StoreApi<ViewState>;
