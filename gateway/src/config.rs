@@ -5,7 +5,10 @@ use std::{ffi::OsString, fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
 
-use crate::history::HistoryLimits;
+use crate::{
+    history::HistoryLimits,
+    redis_url::{self, RedisUrlError},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -24,8 +27,9 @@ pub struct Config {
     #[arg(long, env = "CANVASCHAT_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
-    /// Redis URL, `redis://[:password@]host:port/db`. Unset: embedded in-process broker
-    /// (single replica, for local use).
+    /// Redis URL, `redis://[:password@]host:port/db`, or Sentinels naming the master,
+    /// `redis-sentinel://[:password@]host1:port,host2:port/db?sentinelServiceName=NAME`.
+    /// Unset: embedded in-process broker (single replica, for local use).
     #[arg(long, env = "CANVASCHAT_REDIS_URL")]
     pub redis_url: Option<String>,
 
@@ -141,8 +145,8 @@ pub enum ConfigError {
         "CANVASCHAT_PRESENCE_HEARTBEAT_SECONDS ({heartbeat}) must be less than CANVASCHAT_PRESENCE_TTL_SECONDS ({ttl}), or presence expires between heartbeats"
     )]
     HeartbeatNotBelowTtl { heartbeat: u64, ttl: u64 },
-    #[error("CANVASCHAT_REDIS_URL must start with redis:// or rediss://")]
-    RedisScheme,
+    #[error(transparent)]
+    RedisUrl(#[from] RedisUrlError),
     #[error("CANVASCHAT_REDIS_PASSWORD is not valid UTF-8")]
     RedisPasswordNotUtf8,
     #[error(
@@ -165,8 +169,8 @@ impl Config {
         if let Some(url) = &self.redis_url {
             if url.trim().is_empty() {
                 self.redis_url = None;
-            } else if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(ConfigError::RedisScheme);
+            } else {
+                redis_url::client_config(url, None)?;
             }
         }
         self.redis_password = match self.redis_password_env.0.take() {
@@ -340,7 +344,24 @@ mod tests {
     #[test]
     fn redis_url_needs_a_redis_scheme() {
         let c = parse(&["--redis-url", "http://localhost:6379"]);
-        assert_eq!(c.validate().err(), Some(ConfigError::RedisScheme));
+        assert_eq!(
+            c.validate().err(),
+            Some(ConfigError::RedisUrl(RedisUrlError::Scheme))
+        );
+    }
+
+    #[test]
+    fn a_sentinel_url_is_checked_at_start() {
+        let ok = parse(&[
+            "--redis-url",
+            "redis-sentinel://s1:26379,s2:26379/0?sentinelServiceName=m",
+        ]);
+        assert!(ok.validate().is_ok());
+        let bad = parse(&["--redis-url", "redis-sentinel://s1:26379,s2:26379/0"]);
+        assert_eq!(
+            bad.validate().err(),
+            Some(ConfigError::RedisUrl(RedisUrlError::ServiceName))
+        );
     }
 
     #[test]

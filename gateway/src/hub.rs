@@ -451,6 +451,14 @@ impl Hub {
         }
     }
 
+    /// The epoch and offset of the last chat frame this replica delivered on `channel`.
+    pub fn delivered(&self, channel: &str) -> Option<Since> {
+        lock(&self.flows).get(channel).map(|flow| Since {
+            epoch: flow.epoch.clone(),
+            offset: flow.last,
+        })
+    }
+
     /// Delivers a chat frame unless the channel already had its offset.
     fn advance(&self, channel: &str, flow: &mut Flow, out: Outgoing) {
         let Some(offset) = out.offset else {

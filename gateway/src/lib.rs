@@ -12,4 +12,5 @@ pub mod presence;
 pub mod protocol;
 pub mod rate_limit;
 pub mod redis_conn;
+pub mod redis_url;
 pub mod session;

@@ -86,7 +86,10 @@ impl Node {
                         stopped.clone(),
                     )?);
                     (
-                        Arc::new(RedisBroker::new(conn.clone(), settings)),
+                        Arc::new(RedisBroker::new(conn.clone(), settings).with_delivered({
+                            let hub = hub.clone();
+                            Arc::new(move |channel| hub.delivered(channel))
+                        })),
                         Arc::new(RedisPresence::new(conn.clone(), config.presence_ttl())),
                         Some(conn),
                     )

@@ -1,5 +1,6 @@
 //! The gateway's two Redis connections, shared by the Redis broker and presence manager:
-//! one for commands and scripts, one subscriber that receives pub/sub envelopes.
+//! one for commands and scripts, one subscriber that receives pub/sub envelopes. Behind
+//! Sentinels both ask them for the master on every (re)connect, so both follow a failover.
 //!
 //! Commands are sent at most once: a command in flight when the connection drops fails
 //! instead of being replayed (`max_command_attempts = 1`), because a replayed chat script
@@ -22,6 +23,7 @@ use crate::{
     broker::{BrokerError, Deliver, Health},
     metrics::{Metrics, RedisOp},
     protocol::Envelope,
+    redis_url,
 };
 
 pub const PUBSUB_PREFIX: &str = "canvaschat:chan:";
@@ -29,6 +31,9 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 /// Commands waiting for the connection; more fail with a backpressure error.
 const COMMAND_BUFFER: usize = 16_384;
+/// Longest pause between two reconnect attempts (they start at 100 ms and double).
+const MAX_BACKOFF_MS: u32 = 5_000;
+const SENTINEL_MAX_BACKOFF_MS: u32 = 1_000;
 
 pub fn redis_err(operation: &'static str) -> impl FnOnce(fred::error::Error) -> BrokerError {
     move |source| BrokerError::Redis { operation, source }
@@ -40,16 +45,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 pub fn pubsub_channel(channel: &str) -> String {
     format!("{PUBSUB_PREFIX}{channel}")
-}
-
-/// The client settings from the URL; a separate password (any character, no URL escaping)
-/// replaces the URL's.
-fn client_config(url: &str, password: Option<&str>) -> Result<Config, BrokerError> {
-    let mut config = Config::from_url(url).map_err(redis_err("configuration"))?;
-    if let Some(password) = password {
-        config.password = Some(password.to_owned());
-    }
-    Ok(config)
 }
 
 pub struct RedisConnection {
@@ -73,8 +68,16 @@ impl RedisConnection {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Self, BrokerError> {
-        let mut config = client_config(url, password)?;
+        let mut config = redis_url::client_config(url, password)?;
         config.fail_fast = false;
+        // Behind Sentinels a reconnect asks them for the master again, so retrying at least
+        // every second finds a promoted replica soon after the failover; one Redis that is
+        // down for long is retried less often.
+        let max_backoff_ms = if redis_url::is_sentinel(url) {
+            SENTINEL_MAX_BACKOFF_MS
+        } else {
+            MAX_BACKOFF_MS
+        };
         let mut builder = Builder::from_config(config);
         builder
             .with_connection_config(|c| {
@@ -89,7 +92,7 @@ impl RedisConnection {
                 // beyond this is counted as lost rather than held without bound.
                 p.broadcast_channel_capacity = 16_384;
             })
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, max_backoff_ms, 2));
         let client = builder.build().map_err(redis_err("client setup"))?;
         let subscriber = builder
             .build_subscriber_client()
@@ -249,18 +252,5 @@ async fn log_connection_errors(
             Err(RecvError::Lagged(_)) => continue,
             Err(RecvError::Closed) => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn separate_password_replaces_the_url_password_verbatim() {
-        let config = client_config("redis://:inurl@redis:6379/0", Some("p/@:#?%w")).unwrap();
-        assert_eq!(config.password.as_deref(), Some("p/@:#?%w"));
-        let from_url = client_config("redis://:inurl@redis:6379/0", None).unwrap();
-        assert_eq!(from_url.password.as_deref(), Some("inurl"));
     }
 }

@@ -1,8 +1,10 @@
 """How fast CanvasChats converge, measured with a watch (not polling): from `kubectl apply` to
-the Ready=True status the operator writes for the current generation, for one chat and for
-CANVASCHAT_E2E_CONVERGENCE_CHATS (default 100) created at once. The numbers are printed and
-written to the artifacts; the assertion bounds are loose (a shared CI machine), the targets are
-1 s and 15 s on the local control plane.
+the Ready=True status of the current generation for one chat, and to the status saying every
+child of the current generation is applied (observedGeneration = generation) for
+CANVASCHAT_E2E_CONVERGENCE_CHATS (default 100) created at once (the local control plane's one
+fake node runs at most 110 pods, fewer than 100 chats need, so Ready is not the measure there).
+The numbers are printed and written to the artifacts; the assertion bounds are loose (a shared
+CI machine), the targets are 1 s and 15 s on the local control plane.
 
 Opt-in (it creates many objects): CANVASCHAT_E2E_CONVERGENCE=1 tests/e2e/run.sh -k convergence
 """
@@ -34,10 +36,11 @@ pytestmark = pytest.mark.skipif(
 
 
 class ReadyWatch:
-    """`kubectl get canvaschats --watch`: records when each chat is first seen Ready=True for
-    its current generation."""
+    """`kubectl get canvaschats --watch`: records when each chat's status first reports its
+    current generation applied, and Ready=True for it."""
 
     def __init__(self, namespace: str) -> None:
+        self.applied_at: dict[str, float] = {}
         self.ready_at: dict[str, float] = {}
         self.lock = threading.Lock()
         self.proc = subprocess.Popen(
@@ -68,20 +71,24 @@ class ReadyWatch:
         ready = any(
             c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
         )
-        if ready and status.get("observedGeneration") == obj["metadata"].get("generation"):
-            with self.lock:
-                self.ready_at.setdefault(obj["metadata"]["name"], time.monotonic())
+        if status.get("observedGeneration") != obj["metadata"].get("generation"):
+            return
+        now = time.monotonic()
+        with self.lock:
+            self.applied_at.setdefault(obj["metadata"]["name"], now)
+            if ready:
+                self.ready_at.setdefault(obj["metadata"]["name"], now)
 
-    def wait(self, names: list[str], timeout: float) -> dict[str, float]:
+    def wait(self, seen: dict[str, float], names: list[str], timeout: float, what: str) -> dict[str, float]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
-                if all(n in self.ready_at for n in names):
-                    return dict(self.ready_at)
+                if all(n in seen for n in names):
+                    return dict(seen)
             time.sleep(0.05)
         with self.lock:
-            missing = [n for n in names if n not in self.ready_at]
-        raise AssertionError(f"{len(missing)} of {len(names)} chats not Ready after {timeout:.0f}s: {missing[:5]}")
+            missing = [n for n in names if n not in seen]
+        raise AssertionError(f"{len(missing)} of {len(names)} chats not {what} after {timeout:.0f}s: {missing[:5]}")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -94,16 +101,23 @@ def test_convergence_of_one_and_many_chats(namespace: str) -> None:
         time.sleep(1)  # the watch's initial list is done
         start = time.monotonic()
         kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(canvaschat("one")))
-        one = watch.wait(["one"], ONE_CEILING_SECONDS)["one"] - start
+        one = watch.wait(watch.ready_at, ["one"], ONE_CEILING_SECONDS, "Ready")["one"] - start
 
         names = [f"many-{i:03d}" for i in range(CHATS)]
         manifest = yaml.safe_dump_all([canvaschat(n) for n in names])
         start = time.monotonic()
         kubectl("apply", "-n", namespace, "-f", "-", input=manifest, timeout=120)
-        ready = watch.wait(names, MANY_CEILING_SECONDS)
-        many = max(ready[n] for n in names) - start
+        applied = watch.wait(watch.applied_at, names, MANY_CEILING_SECONDS, "applied")
+        many = max(applied[n] for n in names) - start
+        with watch.lock:
+            ready = sum(1 for n in names if n in watch.ready_at)
     finally:
         watch.stop()
-    result = {"one_chat_ready_seconds": round(one, 2), "chats": CHATS, "all_ready_seconds": round(many, 2)}
+    result = {
+        "one_chat_ready_seconds": round(one, 2),
+        "chats": CHATS,
+        "all_applied_seconds": round(many, 2),
+        "ready_by_then": ready,
+    }
     (ARTIFACTS / "convergence.json").write_text(json.dumps(result) + "\n")
     print(f"convergence: {result}")

@@ -31,6 +31,8 @@ pub enum BrokerError {
         #[source]
         source: fred::error::Error,
     },
+    #[error(transparent)]
+    Url(#[from] crate::redis_url::RedisUrlError),
     #[error("redis {operation} returned an unexpected reply: {detail}")]
     UnexpectedReply {
         operation: &'static str,

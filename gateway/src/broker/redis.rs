@@ -9,6 +9,13 @@
 //! - `canvaschat:{C}:sent:<user>:<client_msg_id>` -> `offset|message_id`, for the history age;
 //! - `canvaschat:rate:<user>` hash: the GCRA bucket (`t`, `b`) of `rate_limit`;
 //! - pub/sub channel `canvaschat:chan:C` carries envelopes.
+//!
+//! Writes lost in a Sentinel failover (replication is asynchronous) leave the promoted
+//! replica behind the offsets replicas already delivered. Reusing those offsets in the same
+//! epoch would make every replica drop the new frames as already seen, and a client resuming
+//! from one would be told it recovered. So whenever a replica shows the store an offset of
+//! the current epoch that the store no longer has (its last delivered offset, sent with each
+//! chat and each catch-up), the script starts a new epoch first.
 
 use std::sync::Arc;
 
@@ -35,14 +42,31 @@ const OPEN_META: &str = "local epoch = redis.call('HGET', KEYS[1], 'epoch') \
       redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0) \
     end ";
 
+// Starts a new epoch when a replica delivered an offset of this epoch that the store lacks
+// (lost writes, see the module comment). Needs OPEN_META's `epoch`. KEYS: meta, history.
+const BEHIND: &str = "local function restart_if_behind(new_epoch, seen_epoch, seen) \
+      if seen_epoch == epoch and seen ~= '' \
+          and tonumber(redis.call('HGET', KEYS[1], 'offset')) < tonumber(seen) then \
+        epoch = new_epoch \
+        redis.call('DEL', KEYS[2]) \
+        redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0) \
+      end \
+    end ";
+
 // KEYS: meta, history, rate, [sent]. ARGV: new epoch, limit, history size, history ms,
 // meta ttl ms, pub/sub channel, envelope head (`sender|µs|`), frame JSON without offset
-// and epoch, message id, sender connection. Returns {'dup', 'offset|message_id', epoch}, {'limited'} or
+// and epoch, message id, sender connection, epoch and offset this replica last delivered
+// ('' when none). Returns {'dup', 'offset|message_id', epoch}, {'limited'} or
 // {'ok', offset, epoch}. The frame gets `,"offset":N,"epoch":"E"}` in place of its closing
 // brace, as `protocol::stamp_chat` does.
-const CHAT: &str = "if #KEYS > 3 then \
+const CHAT: &str = "restart_if_behind(ARGV[1], ARGV[11], ARGV[12]) \
+    if #KEYS > 3 then \
       local prior = redis.call('GET', KEYS[4]) \
-      if prior then return {'dup', prior, epoch} end \
+      if prior then \
+        local o, id, e = string.match(prior, '^(%d+)|([^|]+)|(.+)$') \
+        if e then return {'dup', o .. '|' .. id, e} end \
+        return {'dup', prior, epoch} \
+      end \
     end \
     local limit = tonumber(ARGV[2]) \
     local cost = COST \
@@ -62,7 +86,7 @@ const CHAT: &str = "if #KEYS > 3 then \
     redis.call('XTRIM', KEYS[2], 'MINID', now - tonumber(ARGV[4])) \
     redis.call('PEXPIRE', KEYS[2], ARGV[4]) \
     redis.call('PUBLISH', ARGV[6], ARGV[7] .. frame) \
-    if #KEYS > 3 then redis.call('SET', KEYS[4], offset .. '|' .. ARGV[9], 'PX', ARGV[4]) end \
+    if #KEYS > 3 then redis.call('SET', KEYS[4], offset .. '|' .. ARGV[9] .. '|' .. epoch, 'PX', ARGV[4]) end \
     return {'ok', tostring(offset), epoch}";
 
 // KEYS: meta, history. ARGV: new epoch, meta ttl ms, client epoch or '', since or '',
@@ -94,9 +118,13 @@ const RECOVER: &str = "redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
     end \
     return reply";
 
-// KEYS: meta, history. ARGV: epoch, since. Returns sender, frame pairs of the retained
-// messages after `since`, oldest first; nothing when the epoch is another.
-const MISSED: &str = "if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return {} end \
+// KEYS: meta, history. ARGV: epoch, since, new epoch. Returns sender, frame pairs of the
+// retained messages after `since`, oldest first; nothing when the epoch is another, or
+// when the store lacks `since` (a new epoch then starts).
+const MISSED_EPOCH: &str = "local epoch = redis.call('HGET', KEYS[1], 'epoch') ";
+const MISSED: &str = "if epoch ~= ARGV[1] then return {} end \
+    restart_if_behind(ARGV[3], ARGV[1], ARGV[2]) \
+    if epoch ~= ARGV[1] then return {} end \
     local since = tonumber(ARGV[2]) \
     local want = tonumber(redis.call('HGET', KEYS[1], 'offset')) - since \
     if want <= 0 then return {} end \
@@ -134,9 +162,13 @@ fn unexpected(operation: &'static str, detail: impl Into<String>) -> BrokerError
     }
 }
 
+/// The epoch and offset this replica last delivered for a channel.
+pub type Delivered = Arc<dyn Fn(&str) -> Option<Since> + Send + Sync>;
+
 pub struct RedisBroker {
     conn: Arc<RedisConnection>,
     settings: BrokerSettings,
+    delivered: Option<Delivered>,
     chat: Script,
     recover: Script,
     missed: Script,
@@ -146,17 +178,25 @@ impl RedisBroker {
     pub fn new(conn: Arc<RedisConnection>, settings: BrokerSettings) -> Self {
         let script = |body: &str| {
             Script::from_lua(format!(
-                "{NOW_MS}{OPEN_META}{}",
+                "{NOW_MS}{OPEN_META}{BEHIND}{}",
                 body.replace("COST", &MESSAGE_COST.to_string())
             ))
         };
         RedisBroker {
             conn,
             settings,
+            delivered: None,
             chat: script(CHAT),
             recover: script(RECOVER),
-            missed: Script::from_lua(MISSED),
+            missed: Script::from_lua(format!("{MISSED_EPOCH}{BEHIND}{MISSED}")),
         }
+    }
+
+    /// Lets every chat tell the store what this replica last delivered on its channel, so
+    /// writes lost in a failover start a new epoch instead of reusing offsets.
+    pub fn with_delivered(mut self, delivered: Delivered) -> Self {
+        self.delivered = Some(delivered);
+        self
     }
 }
 
@@ -183,6 +223,7 @@ impl Broker for RedisBroker {
                 keys.push(sent_key(chat.channel, chat.user, id));
             }
             let history = self.settings.history;
+            let seen = self.delivered.as_ref().and_then(|d| d(chat.channel));
             let args = vec![
                 new_epoch(),
                 self.settings.rate_limit_per_minute.to_string(),
@@ -194,6 +235,8 @@ impl Broker for RedisBroker {
                 chat.body.to_owned(),
                 chat.message_id.to_string(),
                 chat.sender.to_string(),
+                seen.as_ref().map(|s| s.epoch.clone()).unwrap_or_default(),
+                seen.map(|s| s.offset.to_string()).unwrap_or_default(),
             ];
             let reply: Vec<String> = self
                 .chat
@@ -274,7 +317,7 @@ impl Broker for RedisBroker {
                 .evalsha_with_reload(
                     &self.conn.client,
                     vec![meta_key(channel), history_key(channel)],
-                    vec![since.epoch.clone(), since.offset.to_string()],
+                    vec![since.epoch.clone(), since.offset.to_string(), new_epoch()],
                 )
                 .await
                 .map_err(redis_err("history catch-up"))?;
