@@ -379,7 +379,7 @@ async fn chat_and_presence_survive_killing_the_master_twice() {
         };
         // A client that reconnects during the failover, resuming from the last ack.
         let carol = rejoin(&g[1], "carol", channel, (resume_offset, &resume_epoch));
-        let (unavailable, (_, (mut carol, carol_sync, carol_history))) =
+        let (unavailable, (_, (carol, carol_sync, carol_history))) =
             tokio::join!(chat(&mut alice, &mut acked, 20), async {
                 (ready_check.await, carol.await)
             });
