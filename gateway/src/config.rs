@@ -116,6 +116,22 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=120))]
     pub cursor_hz: u32,
 
+    /// With Redis, a replica holding more than its share of the fleet's connections closes
+    /// some with code 4000 so they reconnect elsewhere (`false` turns it off).
+    #[arg(long, env = "CANVASCHAT_REBALANCE", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub rebalance: bool,
+
+    /// How far above the fleet's mean connection count a replica may be before it sheds.
+    #[arg(long, env = "CANVASCHAT_REBALANCE_TOLERANCE", default_value_t = 0.2,
+          value_parser = crate::rebalance::parse_tolerance)]
+    pub rebalance_tolerance: f64,
+
+    /// Most connections a replica closes per second to rebalance.
+    #[arg(long, env = "CANVASCHAT_REBALANCE_RATE", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rebalance_rate: u32,
+
     /// Log format; the level comes from `RUST_LOG` (default `info`).
     #[arg(long, env = "CANVASCHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -289,6 +305,9 @@ mod tests {
             }
         );
         assert_eq!(c.log_format, LogFormat::Text);
+        assert!(c.rebalance);
+        assert_eq!(c.rebalance_tolerance, 0.2);
+        assert_eq!(c.rebalance_rate, 5);
         assert!(c.allowed_origins.is_empty());
         assert!(c.validate().is_ok());
     }

@@ -48,6 +48,8 @@ pub mod close_code {
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     pub const INTERNAL_ERROR: u16 = 1011;
     pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// Moved to another replica by rebalancing: reconnect at once with `since`/`epoch`.
+    pub const REBALANCE: u16 = 4000;
 }
 
 /// Subscription bookkeeping is split over this many locks, so channels do not wait for
@@ -656,6 +658,21 @@ impl Hub {
 
     pub fn connection_count(&self) -> usize {
         read(&self.channels).values().map(HashMap::len).sum()
+    }
+
+    /// Every open connection's closer with its age rank (lower is older), per channel: what
+    /// rebalancing chooses from.
+    pub fn closers_by_channel(&self) -> Vec<Vec<(u64, Arc<Closer>)>> {
+        read(&self.channels)
+            .values()
+            .map(|conns| {
+                conns
+                    .iter()
+                    .filter(|(_, c)| !c.closer.is_closed())
+                    .map(|(local, c)| (*local, c.closer.clone()))
+                    .collect()
+            })
+            .collect()
     }
 
     /// Every connection's closer (used by the drain).

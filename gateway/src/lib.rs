@@ -11,6 +11,7 @@ pub mod node;
 pub mod presence;
 pub mod protocol;
 pub mod rate_limit;
+pub mod rebalance;
 pub mod redis_conn;
 pub mod redis_url;
 pub mod session;

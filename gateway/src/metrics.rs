@@ -1,5 +1,7 @@
 //! Prometheus metrics served at `/metrics`.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::{
     encoding::{EncodeLabelSet, EncodeLabelValue, text::encode},
     metrics::{
@@ -81,6 +83,8 @@ pub struct Metrics {
     pub cursors_dropped: Counter,
     pub rejected: Family<ReasonLabel, Counter>,
     pub redis_errors: Family<OpLabel, Counter>,
+    pub rebalance_shed: Counter,
+    pub rebalance_fleet_mean: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -97,6 +101,8 @@ impl Default for Metrics {
         let cursors_dropped = Counter::default();
         let rejected = Family::<ReasonLabel, Counter>::default();
         let redis_errors = Family::<OpLabel, Counter>::default();
+        let rebalance_shed = Counter::default();
+        let rebalance_fleet_mean = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "connections_active",
             "WebSocket connections open on this gateway",
@@ -147,6 +153,16 @@ impl Default for Metrics {
             "Failed Redis operations, by operation",
             redis_errors.clone(),
         );
+        registry.register(
+            "rebalance_shed",
+            "Connections closed with 4000 so they reconnect to a replica below its share",
+            rebalance_shed.clone(),
+        );
+        registry.register(
+            "rebalance_fleet_mean",
+            "Mean WebSocket connections per gateway replica, as last read from Redis",
+            rebalance_fleet_mean.clone(),
+        );
         // Every label starts at zero so dashboards and alerts see the series before the
         // first failure.
         for reason in RejectReason::ALL {
@@ -167,6 +183,8 @@ impl Default for Metrics {
             cursors_dropped,
             rejected,
             redis_errors,
+            rebalance_shed,
+            rebalance_fleet_mean,
         }
     }
 }
@@ -210,6 +228,8 @@ mod tests {
             "canvaschat_messages_rate_limited_total",
             "canvaschat_rejected_total{reason=\"TooLarge\"} 1",
             "canvaschat_redis_errors_total{op=\"Publish\"} 1",
+            "canvaschat_rebalance_shed_total 0",
+            "canvaschat_rebalance_fleet_mean 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

@@ -1,7 +1,7 @@
 //! The node: one gateway process. It wires the hub (local connections) to the broker
 //! (chat fan-out and history) and the presence manager, and runs the background work:
 //! presence heartbeats, sweeping expired presence, noticing a Redis that lost its data,
-//! flushing coalesced presence announcements, and the drain on shutdown.
+//! flushing coalesced presence announcements, rebalancing, and the drain on shutdown.
 
 use std::{
     sync::Arc,
@@ -20,6 +20,7 @@ use crate::{
     hub::{Hub, PresenceState, close_code},
     metrics::{Metrics, RedisOp},
     presence::{Member, PresenceManager, embedded::EmbeddedPresence, redis::RedisPresence},
+    rebalance::{self, FleetLoad, Policy},
     redis_conn::RedisConnection,
 };
 
@@ -121,8 +122,8 @@ impl Node {
         }
     }
 
-    /// Starts the presence heartbeat, the sweep, the data-loss check and the flushing of
-    /// coalesced presence announcements.
+    /// Starts the presence heartbeat, the sweep, the data-loss check, the flushing of
+    /// coalesced presence announcements and, with Redis, rebalancing rounds.
     pub fn spawn_background_tasks(self: &Arc<Self>) {
         self.spawn_every(self.config.heartbeat(), |node| async move {
             node.assert_presence().await
@@ -135,6 +136,14 @@ impl Node {
         self.spawn_every(PRESENCE_COALESCE, |node| async move {
             node.hub.flush_presence()
         });
+        if let Some(redis) = &self.redis {
+            let fleet = Arc::new(FleetLoad::new(redis.clone(), self.hub.node().to_string()));
+            let policy = Policy::from_config(&self.config);
+            self.spawn_every(rebalance::ROUND, move |node| {
+                let fleet = fleet.clone();
+                async move { rebalance::round(&node, &fleet, policy).await }
+            });
+        }
     }
 
     /// Runs `work` every `period` until the process stops; a slow round delays the next
