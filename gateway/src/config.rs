@@ -16,6 +16,13 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where a connection's user id comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    Anonymous,
+    Jwt,
+}
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "canvaschat-gateway",
@@ -69,6 +76,65 @@ pub struct Config {
     /// Comma-separated Origin allow-list for the WebSocket upgrade (unset: any origin).
     #[arg(long, env = "CANVASCHAT_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// `anonymous`: the user id is the `uid` query parameter; `jwt`: it is the `sub` of a
+    /// token sent in the first frame.
+    #[arg(long, env = "CANVASCHAT_AUTH", value_enum, default_value_t = AuthMode::Anonymous)]
+    pub auth: AuthMode,
+
+    /// Seconds a connection has to send its `auth` frame in JWT mode.
+    #[arg(long, env = "CANVASCHAT_AUTH_TIMEOUT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub auth_timeout_seconds: u64,
+
+    /// File holding the HS256 secret (at least 32 bytes).
+    #[arg(long, env = "CANVASCHAT_JWT_HMAC_SECRET_FILE")]
+    pub jwt_hmac_secret_file: Option<PathBuf>,
+
+    /// PEM file with the RSA (RS256) or P-256 (ES256) public key tokens are signed for.
+    #[arg(long, env = "CANVASCHAT_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// URL of the identity provider's JWKS (RS256/ES256 keys, chosen by `kid`).
+    #[arg(long, env = "CANVASCHAT_JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+
+    /// Required `aud` of tokens (unset: not checked).
+    #[arg(long, env = "CANVASCHAT_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Required `iss` of tokens (unset: not checked).
+    #[arg(long, env = "CANVASCHAT_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Same-site URL the page fetches its token from in JWT mode (told to it by /config.json).
+    #[arg(long, env = "CANVASCHAT_AUTH_TOKEN_URL")]
+    pub auth_token_url: Option<String>,
+
+    /// Listen address of the admin endpoints (`/metrics`), kept off the public listener.
+    #[arg(long, env = "CANVASCHAT_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+
+    /// Most WebSocket connections from one client IP to this replica.
+    #[arg(long, env = "CANVASCHAT_MAX_CONNECTIONS_PER_IP", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections_per_ip: u32,
+
+    /// Proxies in front of the gateway that append to X-Forwarded-For; 0: the client IP is
+    /// the peer address.
+    #[arg(long, env = "CANVASCHAT_TRUSTED_PROXY_HOPS", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub trusted_proxy_hops: u32,
+
+    /// Invalid frames one connection may send per minute before it is closed with 1008.
+    #[arg(long, env = "CANVASCHAT_INVALID_FRAMES_PER_MINUTE", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub invalid_frames_per_minute: u32,
+
+    /// Channel joins (connections opened) per user per minute on this replica.
+    #[arg(long, env = "CANVASCHAT_JOINS_PER_MINUTE", default_value_t = 120,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub joins_per_minute: u32,
 
     /// Drain time after SIGTERM, in seconds.
     #[arg(long, env = "CANVASCHAT_SHUTDOWN_GRACE_SECONDS", default_value_t = 25,
@@ -246,6 +312,24 @@ impl Config {
     /// The shortest time between two cursor positions forwarded for one connection.
     pub fn cursor_interval(&self) -> Duration {
         Duration::from_secs(1) / self.cursor_hz
+    }
+
+    pub fn auth_timeout(&self) -> Duration {
+        Duration::from_secs(self.auth_timeout_seconds)
+    }
+
+    /// The key settings of JWT mode.
+    pub fn auth_settings(&self) -> crate::auth::AuthSettings {
+        // An empty value (an unset optional in a manifest) means unset.
+        let set = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        let file = |v: &Option<PathBuf>| v.clone().filter(|v| !v.as_os_str().is_empty());
+        crate::auth::AuthSettings {
+            hmac_secret_file: file(&self.jwt_hmac_secret_file),
+            public_key_file: file(&self.jwt_public_key_file),
+            jwks_url: set(&self.jwt_jwks_url),
+            audience: set(&self.jwt_audience),
+            issuer: set(&self.jwt_issuer),
+        }
     }
 
     pub fn drain_delay(&self) -> Duration {

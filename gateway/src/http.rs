@@ -1,10 +1,11 @@
-//! HTTP surface: probes, metrics, the WebSocket upgrade and the static frontend.
+//! HTTP surface: probes, the page's runtime config, the WebSocket upgrade and the static
+//! frontend on the public listener; metrics on the admin listener.
 
-use std::{collections::HashMap, path::Path, sync::Arc};
+use std::{collections::HashMap, net::SocketAddr, path::Path, sync::Arc};
 
 use axum::{
-    Json, Router,
-    extract::{Query, Request, State, WebSocketUpgrade},
+    Extension, Json, Router,
+    extract::{ConnectInfo, Query, Request, State, WebSocketUpgrade},
     http::{HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -17,22 +18,31 @@ use tower_http::{
 };
 
 use crate::{
+    access::Access,
+    config::AuthMode,
     history::Since,
     metrics::RejectReason,
     node::Node,
     protocol::{DEFAULT_CHANNEL, timestamp, validate_name},
-    session::Session,
+    session::{Claim, Connect},
 };
 
 /// Initial read buffer of each WebSocket.
 const READ_BUFFER_BYTES: usize = 8 * 1024;
 
-pub fn router(app: Arc<Node>) -> Router {
+/// The public listener: probes, `/config.json`, the chat upgrade and the frontend. Serve it
+/// with connect info (`into_make_service_with_connect_info::<SocketAddr>`): the per-IP cap
+/// needs the peer address.
+pub fn router(app: Arc<Node>, access: Arc<Access>) -> Router {
     let api = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+        .route("/config.json", get(page_config))
+        // Not the frontend's fallback page either: scrapers pointed at the public port get
+        // a clear 404.
+        .route("/metrics", get(metrics_elsewhere))
         .route("/api/chat", get(chat_upgrade))
+        .layer(Extension(access))
         .with_state(app.clone());
     let router = match &app.config.static_dir {
         Some(dir) => api.fallback_service(static_files(dir)),
@@ -41,6 +51,34 @@ pub fn router(app: Arc<Node>) -> Router {
     router
         .layer(middleware::from_fn(cache_headers))
         .layer(TraceLayer::new_for_http())
+}
+
+/// The admin listener (`CANVASCHAT_ADMIN_LISTEN`): metrics, and the probes again for
+/// monitoring that only reaches this port. Not routed by the Ingress.
+pub fn admin_router(app: Arc<Node>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .with_state(app)
+}
+
+async fn metrics_elsewhere() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "metrics are served on the admin listener (CANVASCHAT_ADMIN_LISTEN, default port 9090)",
+    )
+}
+
+/// What the page needs to know before it connects: the authentication mode and, in JWT
+/// mode, the same-site URL it gets its token from.
+async fn page_config(State(app): State<Arc<Node>>) -> Response {
+    let body = match app.config.auth {
+        AuthMode::Anonymous => json!({"auth": "anonymous"}),
+        AuthMode::Jwt => json!({"auth": "jwt", "tokenUrl": app.config.auth_token_url}),
+    };
+    Json(body).into_response()
 }
 
 /// The built frontend, with unknown paths answered by `index.html` so client-side routes
@@ -132,6 +170,8 @@ async fn metrics(State(app): State<Arc<Node>>) -> Response {
 
 async fn chat_upgrade(
     State(app): State<Arc<Node>>,
+    Extension(access): Extension<Arc<Access>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(params): Query<HashMap<String, String>>,
     headers: axum::http::HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -140,13 +180,19 @@ async fn chat_upgrade(
         app.metrics.reject(reason);
         error_response(status, code, message)
     };
+    let jwt = access.authenticator.is_some();
+    // In JWT mode the user comes from the token; a uid parameter is ignored.
     let user = params.get("uid").map(String::as_str).unwrap_or_default();
     let channel = params
         .get("channel")
         .map(String::as_str)
         .unwrap_or(DEFAULT_CHANNEL);
-    if let Err(error) = validate_name("uid", user).and_then(|()| validate_name("channel", channel))
-    {
+    let checked = if jwt {
+        Ok(())
+    } else {
+        validate_name("uid", user)
+    };
+    if let Err(error) = checked.and_then(|()| validate_name("channel", channel)) {
         return reject(
             StatusCode::BAD_REQUEST,
             "bad_request",
@@ -203,12 +249,31 @@ async fn chat_upgrade(
             "this gateway is at its connection limit; retry shortly",
         );
     };
-    let session = Session {
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let ip = access.client_ip(peer.ip(), forwarded);
+    let Some(ip_slot) = access.connect_from(ip) else {
+        return reject(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections_from_ip",
+            RejectReason::ConnectionLimit,
+            "too many connections from this address to this gateway; close some and retry",
+        );
+    };
+    let session = Connect {
         node: app.clone(),
-        user: user.to_owned(),
+        access: access.clone(),
+        claim: if jwt {
+            Claim::Token
+        } else {
+            Claim::Uid(user.to_owned())
+        },
         channel: channel.to_owned(),
         since,
         permit,
+        ip_slot,
     };
     let limit = app.config.max_message_bytes as usize;
     upgrade

@@ -1,6 +1,8 @@
 //! CanvasChat gateway: a WebSocket server that fans canvas chat messages out across replicas
 //! through Redis pub/sub (or an in-process broker) and tracks who is online.
 
+pub mod access;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod history;

@@ -1,11 +1,13 @@
-use std::process::ExitCode;
+use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
 use canvaschat_gateway::{
+    access::Access,
+    auth,
     config::{Config, LogFormat},
     http,
     node::Node,
 };
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
@@ -17,9 +19,62 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+#[derive(Parser)]
+#[command(
+    name = "canvaschat-gateway",
+    version,
+    about = "CanvasChat WebSocket gateway: canvas chat fan-out over Redis pub/sub, with presence"
+)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print an HS256 token signed with the secret in CANVASCHAT_JWT_HMAC_SECRET_FILE (for
+    /// demos and tests).
+    Token {
+        /// The user id the token names.
+        #[arg(long)]
+        sub: String,
+        /// The only channels the token may join (comma-separated; unset: any).
+        #[arg(long, value_delimiter = ',')]
+        channels: Option<Vec<String>>,
+        /// Seconds the token stays valid.
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+        ttl: u64,
+    },
+}
+
+/// Prints a token for `canvaschat-gateway token`.
+fn print_token(config: &Config, sub: &str, channels: Option<Vec<String>>, ttl: u64) -> ExitCode {
+    let Some(secret_file) = config.auth_settings().hmac_secret_file else {
+        eprintln!(
+            "set CANVASCHAT_JWT_HMAC_SECRET_FILE (or --jwt-hmac-secret-file) to the secret to sign with"
+        );
+        return ExitCode::from(2);
+    };
+    match auth::mint(&secret_file, sub, channels, Duration::from_secs(ttl)) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("cannot mint a token: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let Cli { config, command } = Cli::parse();
+    if let Some(Command::Token { sub, channels, ttl }) = command {
+        return print_token(&config, &sub, channels, ttl);
+    }
     init_logging(config.log_format);
     let config = match config.validate() {
         Ok(config) => config,
@@ -46,26 +101,45 @@ enum ServeError {
     },
     #[error(transparent)]
     Broker(#[from] canvaschat_gateway::broker::BrokerError),
+    #[error(transparent)]
+    Auth(#[from] canvaschat_gateway::auth::AuthConfigError),
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
 
-async fn serve(config: Config) -> Result<(), ServeError> {
-    let addr = config.listen;
-    let listener = tokio::net::TcpListener::bind(addr)
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+async fn serve(config: Config) -> Result<(), ServeError> {
+    let access = std::sync::Arc::new(Access::new(&config)?);
+    let listener = bind(config.listen).await?;
+    let admin_listener = bind(config.admin_listen).await?;
     let app = Node::new(config)?;
     app.spawn_background_tasks();
     let local = listener.local_addr().map_err(ServeError::Serve)?;
+    let admin = admin_listener.local_addr().map_err(ServeError::Serve)?;
     tracing::info!(
         listen = %local,
+        admin = %admin,
+        auth = ?app.config.auth,
         broker = app.broker_name(),
         static_dir = ?app.config.static_dir,
-        "canvaschat gateway listening; open http://{local}/"
+        "canvaschat gateway listening; open http://{local}/ (metrics on http://{admin}/metrics)"
     );
+    let admin_server = {
+        let app = app.clone();
+        // Metrics stay up through the drain and end with the process.
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(admin_listener, http::admin_router(app)).await {
+                tracing::error!(%error, "admin listener failed");
+            }
+        })
+    };
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(ServeError::Signal)?;
@@ -83,11 +157,15 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         })
     };
     // HTTP keeps answering during the drain so /ready can report 503 truthfully.
-    axum::serve(listener, http::router(app))
-        .with_graceful_shutdown(drained.cancelled_owned())
-        .await
-        .map_err(ServeError::Serve)?;
+    axum::serve(
+        listener,
+        http::router(app, access).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(drained.cancelled_owned())
+    .await
+    .map_err(ServeError::Serve)?;
     let _ = drainer.await;
+    admin_server.abort();
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -14,6 +14,11 @@ pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_CLIENT_MSG_ID_LEN: usize = 128;
 /// Channel used when the upgrade request names none.
 pub const DEFAULT_CHANNEL: &str = "default";
+/// Largest absolute canvas coordinate accepted in a position: far beyond any screen, small
+/// enough that clients never meet float precision trouble drawing it.
+pub const MAX_COORDINATE: f64 = 1_000_000.0;
+/// Longest token accepted in an `auth` frame (the frame size limit applies too).
+pub const MAX_TOKEN_LEN: usize = 8192;
 
 /// Why a user id or channel name was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -63,6 +68,8 @@ pub enum ClientFrame {
     },
     /// Where the user's pointer is: forwarded to the others, never stored or acked.
     Cursor { position: Position },
+    /// A JWT: the first frame in JWT mode, and a fresh one before the previous expires.
+    Auth { token: String },
 }
 
 /// The raw shape of a client frame before validation; unknown fields are ignored so that
@@ -74,6 +81,7 @@ struct RawClientFrame {
     payload: Option<serde_json::Value>,
     position: Option<RawPosition>,
     client_msg_id: Option<serde_json::Value>,
+    token: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -87,11 +95,15 @@ struct RawPosition {
 pub enum FrameError {
     #[error("frame is not valid JSON of the form {{\"type\":...}}: {0}")]
     Malformed(String),
-    #[error("unknown frame type {0:?}; expected \"chat\" or \"cursor\"")]
+    #[error("unknown frame type {0:?}; expected \"chat\", \"cursor\" or \"auth\"")]
     UnknownType(String),
+    #[error("auth token must be a non-empty string of at most {MAX_TOKEN_LEN} characters")]
+    BadToken,
     #[error("chat payload must be a non-empty string")]
     EmptyPayload,
-    #[error("chat position must be an object {{\"x\":number,\"y\":number}} with finite numbers")]
+    #[error(
+        "position must be an object {{\"x\":number,\"y\":number}} with numbers within ±{MAX_COORDINATE}"
+    )]
     BadPosition,
     #[error("client_msg_id must be a string of at most {MAX_CLIENT_MSG_ID_LEN} characters")]
     BadClientMsgId,
@@ -120,6 +132,16 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, (FrameError, Option
         Some(_) => return Err((FrameError::BadClientMsgId, None)),
     };
     let fail = |e: FrameError| (e, client_msg_id.clone());
+    if raw.kind == "auth" {
+        return match raw.token {
+            Some(serde_json::Value::String(token))
+                if !token.is_empty() && token.len() <= MAX_TOKEN_LEN =>
+            {
+                Ok(ClientFrame::Auth { token })
+            }
+            _ => Err(fail(FrameError::BadToken)),
+        };
+    }
     if raw.kind != "chat" && raw.kind != "cursor" {
         return Err(fail(FrameError::UnknownType(raw.kind)));
     }
@@ -149,8 +171,9 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, (FrameError, Option
     })
 }
 
+/// A coordinate within the canvas range (which also rules out NaN and infinities).
 fn finite(value: &serde_json::Value) -> Option<f64> {
-    value.as_f64().filter(|v| v.is_finite())
+    value.as_f64().filter(|v| v.abs() <= MAX_COORDINATE)
 }
 
 /// serde_json errors quote the offending input; keep only the category and location so an
@@ -175,6 +198,10 @@ pub enum ErrorCode {
     RateLimited,
     BinaryNotSupported,
     Unavailable,
+    /// Missing, invalid or expired token (then close code 4401).
+    Unauthorized,
+    /// The token's `channels` claim does not list this channel (then close code 4403).
+    ForbiddenChannel,
 }
 
 /// A frame sent by the server. Serialized once per event and shared by every recipient.
@@ -670,5 +697,39 @@ mod tests {
         for raw in ["", "x", "-|", "-|nan|{}", "abc|1|{}", "zz.1|1|{}"] {
             assert!(Envelope::decode(raw).is_err(), "{raw:?}");
         }
+    }
+
+    #[test]
+    fn auth_frames_carry_a_token() {
+        assert_eq!(
+            parse_client_frame(r#"{"type":"auth","token":"a.b.c"}"#),
+            Ok(ClientFrame::Auth {
+                token: "a.b.c".into()
+            })
+        );
+        for bad in [
+            r#"{"type":"auth"}"#,
+            r#"{"type":"auth","token":""}"#,
+            r#"{"type":"auth","token":7}"#,
+        ] {
+            assert!(
+                matches!(parse_client_frame(bad), Err((FrameError::BadToken, _))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn positions_stay_within_the_canvas_range() {
+        let at = |x: f64| {
+            parse_client_frame(&json!({"type":"cursor","position":{"x":x,"y":0}}).to_string())
+        };
+        assert!(at(MAX_COORDINATE).is_ok());
+        assert!(at(-MAX_COORDINATE).is_ok());
+        assert!(matches!(
+            at(MAX_COORDINATE + 1.0),
+            Err((FrameError::BadPosition, _))
+        ));
+        assert!(matches!(at(-1e12), Err((FrameError::BadPosition, _))));
     }
 }

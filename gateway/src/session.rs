@@ -14,6 +14,8 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use uuid::Uuid;
 
 use crate::{
+    access::{Access, InvalidFrames, IpSlot},
+    auth::{AuthError, Authenticator, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Identity},
     broker::ChatSend,
     history::{ChatOutcome, Since},
     hub::{Closer, PresenceState, Registration, SendBudget, close_code},
@@ -42,17 +44,187 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time for the close frame to go out before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub struct Session {
+/// Who an upgraded connection claims to be.
+pub enum Claim {
+    /// Anonymous mode: the `uid` query parameter.
+    Uid(String),
+    /// JWT mode: the `sub` of the token in the first frame.
+    Token,
+}
+
+/// An upgraded connection before it has joined: authenticates it (JWT mode), applies the
+/// join rate, then runs the session.
+pub struct Connect {
     pub node: Arc<Node>,
-    pub user: String,
+    pub access: Arc<Access>,
+    pub claim: Claim,
     pub channel: String,
-    /// Where the client stopped, when it reconnects with `since` and `epoch`.
     pub since: Option<Since>,
     pub permit: OwnedSemaphorePermit,
+    pub ip_slot: IpSlot,
+}
+
+impl Connect {
+    pub async fn run(self, mut socket: WebSocket) {
+        let (user, expires_at) = match (&self.access.authenticator, self.claim) {
+            (Some(auth), _) => {
+                match handshake(
+                    auth,
+                    &mut socket,
+                    &self.channel,
+                    self.node.config.auth_timeout(),
+                )
+                .await
+                {
+                    Ok(identity) => (identity.user, Some(identity.expires_at)),
+                    Err(Some(refusal)) => return refuse(socket, refusal).await,
+                    Err(None) => return,
+                }
+            }
+            (None, Claim::Uid(uid)) => (uid, None),
+            (None, Claim::Token) => return,
+        };
+        if !self.access.allow_join(&user) {
+            tracing::info!(user, "join rate exceeded");
+            let refusal = Refusal {
+                code: ErrorCode::RateLimited,
+                message: format!(
+                    "{user} joined more than {} times in the last minute; retry shortly",
+                    self.node.config.joins_per_minute
+                ),
+                close: close_code::TRY_AGAIN_LATER,
+                reason: "join rate exceeded",
+            };
+            return refuse(socket, refusal).await;
+        }
+        let session = Session {
+            node: self.node,
+            access: self.access,
+            user,
+            channel: self.channel,
+            since: self.since,
+            expires_at,
+            permit: self.permit,
+            _ip_slot: self.ip_slot,
+        };
+        session.run(socket).await;
+    }
+}
+
+/// Why a connection is turned away before it joins: an `error` frame, then a close.
+struct Refusal {
+    code: ErrorCode,
+    message: String,
+    close: u16,
+    reason: &'static str,
+}
+
+impl Refusal {
+    fn unauthorized(message: impl Into<String>) -> Self {
+        Refusal {
+            code: ErrorCode::Unauthorized,
+            message: message.into(),
+            close: CLOSE_UNAUTHORIZED,
+            reason: "unauthorized",
+        }
+    }
+
+    fn forbidden(channel: &str) -> Self {
+        Refusal {
+            code: ErrorCode::ForbiddenChannel,
+            message: format!("the token's channels claim does not list the channel {channel}"),
+            close: CLOSE_FORBIDDEN,
+            reason: "forbidden channel",
+        }
+    }
+
+    fn from_auth(error: &AuthError) -> Self {
+        Refusal::unauthorized(format!("token refused: {error}"))
+    }
+}
+
+/// Waits for the `auth` frame and verifies it. `Err(None)`: the client went away.
+async fn handshake(
+    auth: &Authenticator,
+    socket: &mut WebSocket,
+    channel: &str,
+    timeout: Duration,
+) -> Result<Identity, Option<Refusal>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let text = loop {
+        match tokio::time::timeout_at(deadline, socket.recv()).await {
+            Err(_) => {
+                return Err(Some(Refusal::unauthorized(format!(
+                    "no auth frame within {} s: send {{\"type\":\"auth\",\"token\":\"<JWT>\"}} first",
+                    timeout.as_secs()
+                ))));
+            }
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return Err(None),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(Message::Text(text)))) => break text,
+            Ok(Some(Ok(Message::Binary(_)))) => {
+                return Err(Some(Refusal::unauthorized(
+                    "the first frame must be the JSON text {\"type\":\"auth\",\"token\":\"<JWT>\"}",
+                )));
+            }
+        }
+    };
+    let Ok(ClientFrame::Auth { token }) = parse_client_frame(text.as_str()) else {
+        return Err(Some(Refusal::unauthorized(
+            "the first frame must be {\"type\":\"auth\",\"token\":\"<JWT>\"}",
+        )));
+    };
+    let identity = auth.verify(&token).await.map_err(|error| {
+        tracing::info!(%error, "token refused");
+        Some(Refusal::from_auth(&error))
+    })?;
+    if !identity.may_join(channel) {
+        tracing::info!(
+            user = identity.user,
+            channel,
+            "channel not in the token's claim"
+        );
+        return Err(Some(Refusal::forbidden(channel)));
+    }
+    Ok(identity)
+}
+
+async fn refuse(mut socket: WebSocket, refusal: Refusal) {
+    let frame = ServerFrame::error(refusal.code, refusal.message, None).to_json();
+    let goodbye = async {
+        socket.send(Message::Text(Utf8Bytes::from(frame))).await?;
+        socket
+            .send(Message::Close(Some(CloseFrame {
+                code: refusal.close,
+                reason: Utf8Bytes::from_static(refusal.reason),
+            })))
+            .await
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
+}
+
+/// Seconds from now until a unix time, as a deadline.
+fn deadline_at(unix_seconds: u64) -> tokio::time::Instant {
+    let now = jsonwebtoken::get_current_timestamp();
+    tokio::time::Instant::now() + Duration::from_secs(unix_seconds.saturating_sub(now))
+}
+
+struct Session {
+    node: Arc<Node>,
+    access: Arc<Access>,
+    user: String,
+    channel: String,
+    /// Where the client stopped, when it reconnects with `since` and `epoch`.
+    since: Option<Since>,
+    /// JWT mode: when the token expires (unix seconds).
+    expires_at: Option<u64>,
+    permit: OwnedSemaphorePermit,
+    /// Held for the connection's life: counts it against its client IP.
+    _ip_slot: IpSlot,
 }
 
 impl Session {
-    pub async fn run(self, socket: WebSocket) {
+    async fn run(self, socket: WebSocket) {
         let node = self.node.clone();
         node.metrics.connections_total.inc();
         node.metrics.connections_active.inc();
@@ -96,6 +268,8 @@ impl Session {
                 id: registration.id,
                 own: &own,
                 binary_frames: 0,
+                invalid_frames: self.access.invalid_frame_budget(),
+                expires: self.expires_at.map(deadline_at),
                 last_seen: Instant::now(),
                 cursor: None,
                 cursor_next: tokio::time::Instant::now(),
@@ -224,6 +398,9 @@ struct Reader<'a> {
     id: ConnectionId,
     own: &'a OwnQueue,
     binary_frames: u32,
+    invalid_frames: InvalidFrames,
+    /// JWT mode: the connection closes with 4401 then, unless a fresh token moves it.
+    expires: Option<tokio::time::Instant>,
     last_seen: Instant,
     /// The latest cursor position not yet forwarded, and when the next may go: positions
     /// are forwarded at most `CANVASCHAT_CURSOR_HZ` times a second, the latest always last.
@@ -236,8 +413,18 @@ impl Reader<'_> {
         let node = self.session.node.clone();
         let mut idle_check = tokio::time::interval(PING_INTERVAL);
         loop {
+            let expiry = self.expires.unwrap_or_else(far_future);
             let next = tokio::select! {
                 _ = closer.closed() => return,
+                _ = tokio::time::sleep_until(expiry), if self.expires.is_some() => {
+                    self.own.send(&ServerFrame::error(
+                        ErrorCode::Unauthorized,
+                        "the token expired; send a fresh {\"type\":\"auth\",\"token\":...} before exp",
+                        None,
+                    ));
+                    closer.close_after_flush(CLOSE_UNAUTHORIZED, "token expired");
+                    return;
+                }
                 _ = tokio::time::sleep_until(self.cursor_next), if self.cursor.is_some() => {
                     self.forward_cursor().await;
                     continue;
@@ -254,7 +441,7 @@ impl Reader<'_> {
             self.last_seen = Instant::now();
             match next {
                 None | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+                Some(Ok(Message::Text(text))) => self.on_text(text.as_str(), closer).await,
                 Some(Ok(Message::Binary(_))) => {
                     node.metrics.reject(RejectReason::Binary);
                     self.binary_frames += 1;
@@ -281,6 +468,43 @@ impl Reader<'_> {
                 }
             }
         }
+    }
+
+    /// A fresh token for the same user moves the expiry; anything else closes the connection.
+    async fn refresh(&mut self, token: &str, closer: &Closer) {
+        let session = self.session;
+        let Some(auth) = &session.access.authenticator else {
+            if !self.invalid_frames.allow(session.access.now()) {
+                closer.close_after_flush(close_code::POLICY_VIOLATION, "too many invalid frames");
+                return;
+            }
+            self.own.send(&ServerFrame::error(
+                ErrorCode::InvalidMessage,
+                "auth frames are only used when the gateway runs with CANVASCHAT_AUTH=jwt",
+                None,
+            ));
+            return;
+        };
+        let refusal = match auth.verify(token).await {
+            Ok(identity) if identity.user != session.user => Refusal::unauthorized(format!(
+                "a fresh token must name the same sub ({}) as the connection",
+                session.user
+            )),
+            Ok(identity) if !identity.may_join(&session.channel) => {
+                Refusal::forbidden(&session.channel)
+            }
+            Ok(identity) => {
+                self.expires = Some(deadline_at(identity.expires_at));
+                return;
+            }
+            Err(error) => {
+                tracing::info!(user = session.user, %error, "fresh token refused");
+                Refusal::from_auth(&error)
+            }
+        };
+        self.own
+            .send(&ServerFrame::error(refusal.code, refusal.message, None));
+        closer.close_after_flush(refusal.close, refusal.reason);
     }
 
     /// Publishes the pending cursor position (not stored, not acked, not rate limited).
@@ -310,9 +534,10 @@ impl Reader<'_> {
         }
     }
 
-    async fn on_text(&mut self, text: &str) {
+    async fn on_text(&mut self, text: &str, closer: &Closer) {
         let node = &self.session.node;
         let (payload, position, client_msg_id) = match parse_client_frame(text) {
+            Ok(ClientFrame::Auth { token }) => return self.refresh(&token, closer).await,
             Ok(ClientFrame::Chat {
                 payload,
                 position,
@@ -326,6 +551,11 @@ impl Reader<'_> {
                 return;
             }
             Err((error, client_msg_id)) => {
+                if !self.invalid_frames.allow(self.session.access.now()) {
+                    closer
+                        .close_after_flush(close_code::POLICY_VIOLATION, "too many invalid frames");
+                    return;
+                }
                 node.metrics.reject(match error {
                     FrameError::UnknownType(_) => RejectReason::UnsupportedType,
                     _ => RejectReason::InvalidMessage,
@@ -404,6 +634,11 @@ impl Reader<'_> {
             }
         }
     }
+}
+
+/// A deadline that never comes, for a `select!` branch that is disabled.
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
 /// The WebSocket layer refuses frames over `max_message_size` with a capacity error.

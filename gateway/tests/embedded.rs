@@ -133,7 +133,7 @@ async fn a_client_that_stops_reading_is_disconnected() {
     }
     // Its session ended while it still read nothing: the others saw it leave.
     assert!(stalled_left, "the stalled client was never disconnected");
-    let (_, metrics) = g.get("/metrics").await.expect("metrics");
+    let metrics = g.metrics().await;
     assert!(metrics.contains("canvaschat_rejected_total{reason=\"SlowConsumer\"} 1"));
     // Its socket buffers may still be full, so the close frame can be lost: 1008 or a drop.
     let code = stalled.expect_close().await;

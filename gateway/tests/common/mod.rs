@@ -141,12 +141,15 @@ impl GatewayOptions {
 /// A gateway process built from this crate; killed on drop.
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// The admin listener, serving `/metrics`.
+    pub admin: SocketAddr,
     child: Option<Child>,
 }
 
 impl Gateway {
     pub async fn start(options: &GatewayOptions) -> Gateway {
         let port = free_port();
+        let admin_port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_canvaschat-gateway"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -155,6 +158,7 @@ impl Gateway {
                 std::env::var("GATEWAY_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .env("CANVASCHAT_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CANVASCHAT_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
             .env("CANVASCHAT_PRESENCE_HEARTBEAT_SECONDS", "1")
             .env("CANVASCHAT_PRESENCE_TTL_SECONDS", "3")
             .env("CANVASCHAT_SHUTDOWN_GRACE_SECONDS", "5")
@@ -175,6 +179,7 @@ impl Gateway {
         let child = cmd.spawn().expect("gateway binary");
         let gateway = Gateway {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
             child: Some(child),
         };
         gateway.wait_ready().await;
@@ -204,6 +209,15 @@ impl Gateway {
         let response = reqwest::get(format!("http://{}{path}", self.addr)).await?;
         let status = response.status().as_u16();
         Ok((status, response.text().await?))
+    }
+
+    /// The Prometheus text of the admin listener.
+    pub async fn metrics(&self) -> String {
+        let response = reqwest::get(format!("http://{}/metrics", self.admin))
+            .await
+            .expect("metrics");
+        assert_eq!(response.status().as_u16(), 200);
+        response.text().await.expect("metrics text")
     }
 
     pub fn signal(&self, signal: &str) {
@@ -271,6 +285,10 @@ pub struct Client {
 impl Client {
     pub async fn connect(url: &str) -> Client {
         let (socket, _) = connect_async(url).await.expect("websocket upgrade");
+        Client { socket }
+    }
+
+    pub fn from_socket(socket: Socket) -> Client {
         Client { socket }
     }
 
