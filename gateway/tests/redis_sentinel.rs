@@ -311,10 +311,8 @@ fn ready(body: &(u16, String)) -> bool {
 #[tokio::test]
 async fn chat_and_presence_survive_killing_the_master_twice() {
     let mut cluster = Cluster::start().await;
-    let options = GatewayOptions {
-        redis_url: Some(cluster.url()),
-        env: Vec::new(),
-    };
+    let mut options = GatewayOptions::embedded();
+    options.redis_url = Some(cluster.url());
     let g = [
         Gateway::start(&options).await,
         Gateway::start(&options).await,
