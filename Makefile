@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/canvaschat/target
 
 ## run: build the frontend and run the chat locally (embedded broker, no Redis needed)
 run: frontend
-	cargo run --release -p canvaschat-gateway -- --listen $${CANVASCHAT_LISTEN:-127.0.0.1:8080}
+	cargo run --release -p canvaschat-gateway -- --listen $${CANVASCHAT_LISTEN:-127.0.0.1:8080} --admin-listen $${CANVASCHAT_ADMIN_LISTEN:-127.0.0.1:9090}
 
 ## test: install what is missing, then run every suite (what CI runs)
 test:

@@ -128,7 +128,8 @@ if $run_gateway; then
     redis_url=redis://127.0.0.1:$redis_port
 
     start_gateway() { # NAME PORT -> pid in $gateway_pid
-        CANVASCHAT_LISTEN=127.0.0.1:$2 CANVASCHAT_REDIS_URL=$redis_url \
+        CANVASCHAT_LISTEN=127.0.0.1:$2 CANVASCHAT_ADMIN_LISTEN=127.0.0.1:0 CANVASCHAT_REDIS_URL=$redis_url \
+            CANVASCHAT_MAX_CONNECTIONS_PER_IP=20000 \
             CANVASCHAT_RATE_LIMIT_PER_MINUTE=1000000 CANVASCHAT_MAX_CONNECTIONS=20000 \
             CANVASCHAT_SHUTDOWN_GRACE_SECONDS=10 CANVASCHAT_STATIC_DIR="$work" RUST_LOG=warn \
             "$BIN/canvaschat-gateway" > "$work/$1.log" 2>&1 &

@@ -148,6 +148,7 @@ export async function startGateway(name, { redisUrl, logDir, env = {} }) {
     [],
     {
       CANVASCHAT_LISTEN: `127.0.0.1:${port}`,
+      CANVASCHAT_ADMIN_LISTEN: '127.0.0.1:0',
       CANVASCHAT_REDIS_URL: redisUrl,
       CANVASCHAT_STATIC_DIR: join(FRONTEND_DIR, 'dist'),
       CANVASCHAT_PRESENCE_HEARTBEAT_SECONDS: '1',

@@ -32,7 +32,7 @@ pub const MIN_HMAC_SECRET_BYTES: usize = 32;
 const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 /// A JWKS refresh triggered by an unknown `kid` happens at most this often, so tokens with
 /// made-up key ids cannot turn the gateway into a load generator against the provider.
-const JWKS_MIN_REFRESH: Duration = Duration::from_secs(10);
+const JWKS_MIN_REFRESH: Duration = Duration::from_secs(5);
 /// Keys are fetched again after this long even when every `kid` is known (rotation in place).
 const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
 /// Largest JWKS document read; a key set is a few KiB.

@@ -79,7 +79,10 @@ async fn expect_refusal(client: &mut Client, code: &str, close: u16) {
             assert_eq!(frame["type"], "error", "{frame}");
             assert_eq!(frame["code"], code, "{frame}");
             assert!(
-                !frame["message"].as_str().unwrap_or_default().contains("eyJ"),
+                !frame["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("eyJ"),
                 "the token is never echoed: {frame}"
             );
         }

@@ -123,6 +123,7 @@ def gateway_env(deployment: dict[str, Any], namespace: str, redis_port: int, lis
     auth = f"{parts.username or ''}:{parts.password}@" if parts.password else ""
     env["CANVASCHAT_REDIS_URL"] = urlunsplit((parts.scheme, f"{auth}127.0.0.1:{redis_port}", parts.path, parts.query, ""))
     env["CANVASCHAT_LISTEN"] = f"127.0.0.1:{listen_port}"
+    env["CANVASCHAT_ADMIN_LISTEN"] = "127.0.0.1:0"  # replicas share this host: no fixed admin port
     static = REPO / "frontend" / "dist"
     if env.get("CANVASCHAT_STATIC_DIR", "").startswith("/app") or not env.get("CANVASCHAT_STATIC_DIR"):
         env.pop("CANVASCHAT_STATIC_DIR", None)

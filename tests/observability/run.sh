@@ -64,12 +64,13 @@ wait_until() {
 }
 
 say "gateway"
-CANVASCHAT_LISTEN=127.0.0.1:0 CANVASCHAT_STATIC_DIR=$work CANVASCHAT_LOG_FORMAT=text \
+CANVASCHAT_LISTEN=127.0.0.1:0 CANVASCHAT_ADMIN_LISTEN=127.0.0.1:0 CANVASCHAT_STATIC_DIR=$work CANVASCHAT_LOG_FORMAT=text \
     "$gateway" > "$work/gateway.log" 2>&1 &
 pids+=($!)
 gateway_url() { sed -nE 's#.*open (http://127\.0\.0\.1:[0-9]+)/.*#\1#p' "$work/gateway.log" | head -n 1 | grep .; }
 wait_until 30 gateway_url || { say "the gateway did not start: $(tail -n 20 "$work/gateway.log")"; exit 1; }
-curl -fsS --max-time 5 "$(gateway_url)/metrics" > "$work/gateway.metrics"
+admin_url() { sed -nE 's#.*metrics on (http://127\.0\.0\.1:[0-9]+)/metrics.*#\1#p' "$work/gateway.log" | head -n 1 | grep .; }
+curl -fsS --max-time 5 "$(admin_url)/metrics" > "$work/gateway.metrics"
 
 say "local control plane and operator"
 eval "$("$repo/tests/controlplane/up.sh")"
