@@ -2,7 +2,9 @@ import { useEffect, useMemo, useRef, useState } from 'react';
 import { encodeSavedRecovery, loadRecovery, saveRecovery } from './lib/history';
 import { channelFromSearch, saveName, startingName, userColour } from './lib/identity';
 import { chatUrl } from './lib/protocol';
-import { ChatClient } from './net/client';
+import { ChatClient, type ClientAuth } from './net/client';
+import { loadPageConfig, type PageConfig } from './net/auth';
+import { SignedIn } from './SignedIn';
 import { ClientContext, StoreContext, useChat, ViewContext } from './state/context';
 import { announcement } from './lib/announce';
 import { createChatStore, MAX_MESSAGES } from './state/store';
@@ -21,7 +23,32 @@ function storage(kind: 'localStorage' | 'sessionStorage'): Storage | null {
   }
 }
 
+/** Anonymous (a chosen name) or, when the gateway says so, JWT mode (the name is the token's). */
 export function App() {
+  const [config, setConfig] = useState<PageConfig | null>(null);
+  useEffect(() => {
+    void loadPageConfig((url, init) => fetch(url, init)).then(setConfig);
+  }, []);
+  if (config === null) return null;
+  if (config.auth === 'anonymous') return <AnonymousApp />;
+  return <SignedInApp tokenUrl={config.tokenUrl} />;
+}
+
+function SignedInApp({ tokenUrl }: { tokenUrl: string | null }) {
+  const { channel, rejected } = useMemo(() => channelFromSearch(window.location.search), []);
+  useEffect(() => {
+    document.title = `#${channel} · CanvasChat`;
+  }, [channel]);
+  return (
+    <SignedIn tokenUrl={tokenUrl}>
+      {(sub, auth, onClient) => (
+        <ChatScreen userId={sub} channel={channel} rejected={rejected} auth={auth} onClient={onClient} />
+      )}
+    </SignedIn>
+  );
+}
+
+function AnonymousApp() {
   const { channel, rejected } = useMemo(() => channelFromSearch(window.location.search), []);
   const [start] = useState(() => startingName(storage('sessionStorage'), storage('localStorage')));
   const [name, setName] = useState<string | null>(start.joined);
@@ -53,10 +80,14 @@ interface ChatScreenProps {
   userId: string;
   channel: string;
   rejected: string | null;
-  onChangeName: () => void;
+  /** Absent in JWT mode: the name is the token's. */
+  onChangeName?: () => void;
+  /** JWT mode: the token sent first, and where the client is handed for fresh ones. */
+  auth?: ClientAuth;
+  onClient?: (client: ChatClient | null) => void;
 }
 
-function ChatScreen({ userId, channel, rejected, onChangeName }: ChatScreenProps) {
+function ChatScreen({ userId, channel, rejected, onChangeName, auth, onClient }: ChatScreenProps) {
   const store = useMemo(() => createChatStore(), []);
   const view = useMemo(() => createViewStore(), []);
   const [client, setClient] = useState<ChatClient | null>(null);
@@ -74,8 +105,9 @@ function ChatScreen({ userId, channel, rejected, onChangeName }: ChatScreenProps
       if (text !== written) saveRecovery(session, channel, text);
       written = text;
     });
-    const c = new ChatClient({ store, url: (since) => chatUrl(window.location, userId, channel, since) });
+    const c = new ChatClient({ store, url: (since) => chatUrl(window.location, userId, channel, since), auth });
     c.start();
+    onClient?.(c);
     // The client is a connection, so it lives in the effect (created, started and stopped
     // with it, also across StrictMode's remount); children get it through state.
     // eslint-disable-next-line react-hooks/set-state-in-effect
@@ -87,8 +119,9 @@ function ChatScreen({ userId, channel, rejected, onChangeName }: ChatScreenProps
       unsubscribe();
       c.stop();
       setClient(null);
+      onClient?.(null);
     };
-  }, [store, userId, channel]);
+  }, [store, userId, channel, auth, onClient]);
 
   return (
     <StoreContext.Provider value={store}>
@@ -105,7 +138,8 @@ function ChatScreen({ userId, channel, rejected, onChangeName }: ChatScreenProps
                 type="button"
                 className="button button--small button--quiet topbar__me"
                 onClick={onChangeName}
-                aria-label={`You are ${userId}. Change name`}
+                disabled={onChangeName === undefined}
+                aria-label={onChangeName === undefined ? `You are signed in as ${userId}` : `You are ${userId}. Change name`}
               >
                 <span className="presence__dot" style={{ background: userColour(userId) }} aria-hidden="true" />
                 {userId}

@@ -2,6 +2,7 @@
 // channel's history from the last offset seen), sends queued messages once connected,
 // sends the pointer as cursor frames and feeds every server frame into the store.
 
+import { AUTH_CLOSE_CODES, encodeAuth } from './auth';
 import { backoffDelay } from '../lib/backoff';
 import { hasGap, MAX_AHEAD } from '../lib/history';
 import {
@@ -53,6 +54,18 @@ export const HANDOVER_MIN_INTERVAL_MS = 2000;
  * the gateway's subscriber reconnected): the page reconnects quietly with `since` to get them.
  */
 export const GAP_TIMEOUT_MS = 3000;
+/** The gateway refuses coordinates beyond this (docs/gateway.md); the page never sends them. */
+export const MAX_COORDINATE = 1_000_000;
+
+function onCanvas(p: Position): Position {
+  const clamp = (v: number) => Math.max(-MAX_COORDINATE, Math.min(MAX_COORDINATE, v));
+  return { x: clamp(p.x), y: clamp(p.y) };
+}
+
+/** JWT mode: the token each connection sends first. */
+export interface ClientAuth {
+  token(): string | null;
+}
 
 export interface ChatClientOptions {
   store: ChatStore;
@@ -61,6 +74,7 @@ export interface ChatClientOptions {
   random?: () => number;
   newId?: () => string;
   maxAttempts?: number;
+  auth?: ClientAuth;
 }
 
 export type SendResult =
@@ -74,6 +88,7 @@ export class ChatClient {
   private readonly random: () => number;
   private readonly newId: () => string;
   private readonly maxAttempts: number;
+  private readonly auth: ClientAuth | undefined;
   private socket: SocketLike | null = null;
   /** Failed attempts since the last successful open. */
   private failures = 0;
@@ -94,6 +109,18 @@ export class ChatClient {
     this.random = opts.random ?? Math.random;
     this.newId = opts.newId ?? newClientMsgId;
     this.maxAttempts = opts.maxAttempts ?? MAX_ATTEMPTS;
+    this.auth = opts.auth;
+  }
+
+  /** JWT mode: a fresh token for the open connection, before the previous one expires. */
+  sendAuth(token: string): void {
+    const socket = this.socket;
+    if (socket === null || socket.readyState !== OPEN) return;
+    try {
+      socket.send(encodeAuth(token));
+    } catch {
+      // Closing: the next connection sends the current token first anyway.
+    }
   }
 
   start(): void {
@@ -128,7 +155,8 @@ export class ChatClient {
   }
 
   /** Puts the text on the canvas at once and sends it now, or when connected. */
-  send(text: string, position: Position): SendResult {
+  send(text: string, at: Position): SendResult {
+    const position = onCanvas(at);
     const key = this.newId();
     const problem = checkPayload(text, position, key);
     if (problem !== null) return { ok: false, problem };
@@ -144,7 +172,7 @@ export class ChatClient {
 
   /** The pointer moved to `position` (canvas coordinates); sent throttled, never queued. */
   moveCursor(position: Position): void {
-    if (this.cursorsAccepted && this.socket?.readyState === OPEN) this.cursor.push(position);
+    if (this.cursorsAccepted && this.socket?.readyState === OPEN) this.cursor.push(onCanvas(position));
   }
 
   /** `quiet`: a handover; the page keeps showing "connected" unless this attempt fails. */
@@ -173,6 +201,8 @@ export class ChatClient {
     socket.onopen = () => {
       if (this.socket !== socket) return;
       opened = true;
+      const token = this.auth?.token() ?? null;
+      if (token !== null) socket.send(encodeAuth(token));
       // Every connection may reach another gateway version (rolling update).
       this.cursorsAccepted = true;
       clearTimeout(this.connectTimer);
@@ -206,6 +236,17 @@ export class ChatClient {
       // A gateway with history de-duplicates by client_msg_id, so resending is safe.
       if (state.recovery !== null) state.requeueInFlight();
       else state.failInFlight('The connection closed before the server confirmed this message.');
+      if (this.auth !== undefined && AUTH_CLOSE_CODES.has(ev.code)) {
+        // Retrying with the same token cannot help: say so and wait for the user.
+        state.setConnection({
+          status: 'failed',
+          reason:
+            ev.code === 4403
+              ? 'Signed out of this channel: your sign-in does not give access to it.'
+              : 'Signed out: your sign-in was refused or has expired. Sign in again, then reload.',
+        });
+        return;
+      }
       const now = Date.now();
       if (opened && HANDOVER_CODES.has(ev.code) && now - this.lastHandoverAt >= HANDOVER_MIN_INTERVAL_MS) {
         this.lastHandoverAt = now;
