@@ -212,3 +212,38 @@ export function artifactsDir() {
   mkdirSync(ARTIFACTS_DIR, { recursive: true });
   return ARTIFACTS_DIR;
 }
+
+/**
+ * The token endpoint of JWT mode, as an identity provider's backend would serve it: GET
+ * answers `{"token":...}` (HS256 signed with `secret`, for `user`, valid `ttlSeconds`) or 401
+ * while `user` is null. Each gateway origin is allowed by CORS (the page fetches it from there).
+ */
+export async function startTokenServer({ secret, origins, ttlSeconds }) {
+  const { createHmac } = await import('node:crypto');
+  const { createServer: createHttpServer } = await import('node:http');
+  const b64 = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const state = { user: null, channels: undefined, requests: 0 };
+  const mint = () => {
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { sub: state.user, iat: now, exp: now + ttlSeconds };
+    if (state.channels !== undefined) claims.channels = state.channels;
+    const unsigned = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+    return `${unsigned}.${createHmac('sha256', secret).update(unsigned).digest('base64url')}`;
+  };
+  const server = createHttpServer((req, res) => {
+    state.requests += 1;
+    const origin = req.headers.origin;
+    const headers = { 'content-type': 'application/json', 'cache-control': 'no-store' };
+    if (origin !== undefined && origins().includes(origin)) headers['access-control-allow-origin'] = origin;
+    if (state.user === null) {
+      res.writeHead(401, headers).end('{"error":"signed out"}');
+      return;
+    }
+    res.writeHead(200, headers).end(JSON.stringify({ token: mint() }));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  state.url = `http://127.0.0.1:${server.address().port}/token`;
+  state.stop = () => new Promise((r) => server.close(r));
+  return state;
+}
