@@ -178,7 +178,9 @@ where
 }
 
 fn options(redis: &Redis) -> GatewayOptions {
-    GatewayOptions::redis(redis).with("CANVASCHAT_RATE_LIMIT_PER_MINUTE", 100_000)
+    GatewayOptions::redis(redis)
+        .with("CANVASCHAT_RATE_LIMIT_PER_MINUTE", 100_000)
+        .with("CANVASCHAT_REBALANCE", "true")
 }
 
 #[tokio::test]

@@ -163,6 +163,8 @@ impl Gateway {
             .env("CANVASCHAT_PRESENCE_TTL_SECONDS", "3")
             .env("CANVASCHAT_SHUTDOWN_GRACE_SECONDS", "5")
             .env("CANVASCHAT_DRAIN_DELAY_SECONDS", "0")
+            // Tests place clients on given replicas; the rebalancing tests turn it on.
+            .env("CANVASCHAT_REBALANCE", "false")
             .env("CANVASCHAT_STATIC_DIR", empty_static_dir())
             .stdout(if std::env::var_os("GATEWAY_LOG").is_some() {
                 Stdio::inherit()
