@@ -127,9 +127,10 @@ if $run_gateway; then
     for _ in $(seq 50); do redis-cli -p "$redis_port" ping > /dev/null 2>&1 && break; sleep 0.1; done
     redis_url=redis://127.0.0.1:$redis_port
 
+    # Rebalancing off: the idle row loads one replica on purpose, and Centrifugo moves nothing.
     start_gateway() { # NAME PORT -> pid in $gateway_pid
         CANVASCHAT_LISTEN=127.0.0.1:$2 CANVASCHAT_ADMIN_LISTEN=127.0.0.1:0 CANVASCHAT_REDIS_URL=$redis_url \
-            CANVASCHAT_MAX_CONNECTIONS_PER_IP=20000 \
+            CANVASCHAT_MAX_CONNECTIONS_PER_IP=20000 CANVASCHAT_REBALANCE=false \
             CANVASCHAT_RATE_LIMIT_PER_MINUTE=1000000 CANVASCHAT_MAX_CONNECTIONS=20000 \
             CANVASCHAT_SHUTDOWN_GRACE_SECONDS=10 CANVASCHAT_STATIC_DIR="$work" RUST_LOG=warn \
             "$BIN/canvaschat-gateway" > "$work/$1.log" 2>&1 &
