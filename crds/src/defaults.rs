@@ -73,9 +73,6 @@ pub fn storage_size() -> String {
 pub fn password_key() -> String {
     "password".to_owned()
 }
-pub fn ingress_class() -> String {
-    "nginx".to_owned()
-}
 
 pub fn scale_up() -> ScalingBehavior {
     ScalingBehavior {

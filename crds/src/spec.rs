@@ -57,6 +57,16 @@ pub struct CanvasChatSpec {
     /// in-cluster at http://NAME-gateway.NAMESPACE.svc.
     #[serde(default)]
     pub ingress: IngressSpec,
+
+    /// Public exposure through a Gateway API HTTPRoute `NAME` (gateway.networking.k8s.io/v1)
+    /// attached to your Gateway, sending `/` to the gateway Service. Absent means no route;
+    /// removing it deletes the route. Needs the Gateway API CRDs in the cluster. Default: absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_route: Option<HttpRouteSpec>,
+
+    /// Prometheus Operator integration.
+    #[serde(default)]
+    pub monitoring: MonitoringSpec,
 }
 
 /// CEL: a user-supplied container security context may not ask for privileges. Mirrored by
@@ -519,7 +529,7 @@ pub struct SecretKeyRef {
 }
 
 /// Ingress exposing the gateway: `/api` (WebSocket) and `/` (frontend).
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!has(self.tlsSecretName) || has(self.host)").message("host is required when tlsSecretName is set")
@@ -528,10 +538,10 @@ pub struct IngressSpec {
     /// Create an Ingress. Default: false.
     #[serde(default)]
     pub enabled: bool,
-    /// IngressClass to use. Default: nginx.
-    #[serde(default = "defaults::ingress_class")]
+    /// IngressClass to use. Default: unset (the cluster's default IngressClass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    pub class_name: String,
+    pub class_name: Option<String>,
     /// Public host name, e.g. chat.example.com. Unset matches any host. Default: unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
@@ -544,20 +554,74 @@ pub struct IngressSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub tls_secret_name: Option<String>,
-    /// Extra Ingress annotations, e.g. cert-manager.io/cluster-issuer: letsencrypt. They
-    /// override the operator's WebSocket timeout annotations on conflict. Default: none.
+    /// Ingress annotations, e.g. cert-manager.io/cluster-issuer: letsencrypt, or the
+    /// WebSocket timeouts your controller needs (see the chart README). The operator adds none
+    /// of its own. Default: none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
 }
 
-impl Default for IngressSpec {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            class_name: defaults::ingress_class(),
-            host: None,
-            tls_secret_name: None,
-            annotations: BTreeMap::new(),
-        }
-    }
+/// HTTPRoute `NAME`: `/` to the gateway Service, attached to the given Gateways.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("size(self.parentRefs) >= 1").message("httpRoute.parentRefs needs at least one Gateway")
+)]
+pub struct HttpRouteSpec {
+    /// The Gateways (or listeners of them) the route attaches to, as Gateway API
+    /// ParentReferences. At least one.
+    #[schemars(length(min = 1, max = 32))]
+    pub parent_refs: Vec<ParentReference>,
+    /// Host names the route matches, e.g. chat.example.com. The first is the status URL.
+    /// Default: none (the listeners' host names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 16),
+        inner(
+            length(min = 1, max = 253),
+            regex(
+                pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+            )
+        )
+    )]
+    pub hostnames: Vec<String>,
+}
+
+/// A Gateway API ParentReference (gateway.networking.k8s.io/v1).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentReference {
+    /// API group of the parent. Default: gateway.networking.k8s.io.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub group: Option<String>,
+    /// Kind of the parent. Default: Gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub kind: Option<String>,
+    /// Namespace of the parent. Default: the CanvasChat's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+    /// Name of the parent.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Listener of the Gateway to attach to. Default: every listener that allows the route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub section_name: Option<String>,
+    /// Port of the Gateway listener to attach to. Default: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+}
+
+/// Monitoring through the Prometheus Operator.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSpec {
+    /// Create a PodMonitor `NAME-gateway` (monitoring.coreos.com/v1) scraping the gateway pods'
+    /// `metrics` port. Needs the Prometheus Operator CRDs in the cluster. Default: false.
+    #[serde(default)]
+    pub pod_monitor: bool,
 }

@@ -12,6 +12,11 @@ pub const CONDITION_DEGRADED: &str = "Degraded";
 /// Condition type: `spec.paused` is true, so the latest generation is not applied.
 pub const CONDITION_PAUSED: &str = "Paused";
 
+/// Condition type: the HTTPRoute of `spec.httpRoute` is accepted by every parent Gateway and
+/// its backend resolves (the route's `Accepted` and `ResolvedRefs`). Present only with
+/// `spec.httpRoute`.
+pub const CONDITION_ROUTE_ACCEPTED: &str = "RouteAccepted";
+
 /// Observed state of a CanvasChat, computed by the operator from its children.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -20,7 +25,8 @@ pub struct CanvasChatStatus {
     /// chat is paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, Progressing, Degraded and Paused, each with a reason and message; one per type.
+    /// Ready, Progressing, Degraded and Paused (and RouteAccepted with spec.httpRoute), each
+    /// with a reason and message; one per type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -33,8 +39,9 @@ pub struct CanvasChatStatus {
     /// Whether the Redis pod is ready.
     #[serde(default)]
     pub redis_ready: bool,
-    /// Where users reach the chat: https://HOST with TLS, http://HOST without, or the
-    /// in-cluster http://NAME-gateway.NAMESPACE.svc when there is no Ingress host.
+    /// Where users reach the chat: http://HOST for the HTTPRoute's first host name (the
+    /// scheme is the Gateway listener's), else https://HOST with Ingress TLS, http://HOST
+    /// without, or the in-cluster http://NAME-gateway.NAMESPACE.svc when there is no host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
 }

@@ -252,8 +252,9 @@ fn validate_spec(spec: &CanvasChatSpec, p: &mut Problems) {
     }
 
     let i = &spec.ingress;
-    p.check(!i.class_name.is_empty(), || {
-        "spec.ingress.className: must not be empty".to_owned()
+    p.check(i.class_name.as_ref().is_none_or(|c| !c.is_empty()), || {
+        "spec.ingress.className: must not be empty (leave it out for the cluster default)"
+            .to_owned()
     });
     if let Some(host) = &i.host {
         p.check(is_dns_name(host), || {
@@ -263,6 +264,23 @@ fn validate_spec(spec: &CanvasChatSpec, p: &mut Problems) {
     p.check(i.tls_secret_name.is_none() || i.host.is_some(), || {
         "spec.ingress: host is required when tlsSecretName is set".to_owned()
     });
+
+    if let Some(route) = &spec.http_route {
+        p.check(!route.parent_refs.is_empty(), || {
+            "spec.httpRoute.parentRefs: needs at least one Gateway".to_owned()
+        });
+        for (n, parent) in route.parent_refs.iter().enumerate() {
+            p.check(!parent.name.is_empty(), || {
+                format!("spec.httpRoute.parentRefs[{n}].name: must not be empty")
+            });
+        }
+        for host in &route.hostnames {
+            let bare = host.strip_prefix("*.").unwrap_or(host);
+            p.check(is_dns_name(bare), || {
+                format!("spec.httpRoute.hostnames: {host:?} is not a lowercase DNS name")
+            });
+        }
+    }
 }
 
 /// Mirrors the CRD's CEL rules on user-supplied security contexts.

@@ -30,8 +30,9 @@ use tracing::{debug, info, warn};
 
 use crate::apply::{ApiFailure, Applied, apply};
 use crate::metrics::Metrics;
+use crate::optional::{Missing, OptionalKind};
 use crate::resources::{self, BuildError, BuildOptions, Desired, FIELD_MANAGER, Names};
-use crate::status::{self, ChildState, Outcome};
+use crate::status::{self, ChildState, Outcome, RouteObservation};
 use crate::stores::{self, Stores, controlled_by, get};
 
 /// Longest wait between retries of a failing CanvasChat.
@@ -100,6 +101,96 @@ pub struct Settings {
     pub gateway_image: String,
 }
 
+/// The optional kinds the operator manages.
+pub struct Optional {
+    /// Gateway API HTTPRoute (`spec.httpRoute`).
+    pub routes: OptionalKind,
+    /// Prometheus Operator PodMonitor (`spec.monitoring.podMonitor`).
+    pub monitors: OptionalKind,
+}
+
+/// A child of an optional kind that could not be applied because the cluster lacks its CRD.
+fn not_served(name: &str, missing: &Missing) -> ApiFailure {
+    ApiFailure {
+        verb: "apply",
+        kind: missing.kind.clone(),
+        name: name.to_owned(),
+        reason: "NotServed".to_owned(),
+        code: 404,
+        message: missing.to_string(),
+    }
+}
+
+/// Apply or delete the HTTPRoute and PodMonitor; returns what is known of the route, and
+/// a note per deletion.
+async fn sync_optional(
+    ctx: &Context,
+    cc: &CanvasChat,
+    ns: &str,
+    desired: &Desired,
+    failures: &mut Vec<ApiFailure>,
+) -> (Option<RouteObservation>, Vec<String>) {
+    let names = Names::of(cc);
+    let uid = cc.uid();
+    let mut notes = Vec::new();
+    let o = &ctx.optional;
+    let route = match &desired.http_route {
+        Some(route) => Some(match o.routes.ensure(&ctx.client, ns, route).await {
+            Ok(Ok((Some(live), _))) => {
+                RouteObservation::Live(live.data.get("status").cloned().unwrap_or_default())
+            }
+            Ok(Ok((None, _))) => RouteObservation::Absent(format!(
+                "HTTPRoute {} was applied but is not visible yet",
+                names.ingress()
+            )),
+            Ok(Err(missing)) => {
+                failures.push(not_served(&names.ingress(), &missing));
+                RouteObservation::NotServed(missing.to_string())
+            }
+            Err(e) => {
+                let message = e.to_string();
+                failures.push(e);
+                RouteObservation::Absent(message)
+            }
+        }),
+        None => {
+            match o
+                .routes
+                .remove(&ctx.client, ns, &names.ingress(), uid.as_deref())
+                .await
+            {
+                Ok(true) => notes.push(format!(
+                    "deleted HTTPRoute {} (httpRoute removed)",
+                    names.ingress()
+                )),
+                Ok(false) => {}
+                Err(e) => failures.push(e),
+            }
+            None
+        }
+    };
+    match &desired.pod_monitor {
+        Some(monitor) => match o.monitors.ensure(&ctx.client, ns, monitor).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(missing)) => failures.push(not_served(&names.gateway(), &missing)),
+            Err(e) => failures.push(e),
+        },
+        None => match o
+            .monitors
+            .remove(&ctx.client, ns, &names.gateway(), uid.as_deref())
+            .await
+        {
+            Ok(true) => notes.push(format!(
+                "deleted PodMonitor {} (monitoring.podMonitor off)",
+                names.gateway()
+            )),
+            Ok(false) => {}
+            Err(e) => failures.push(e),
+        },
+    }
+    (route, notes)
+}
+
 /// Shared by every reconcile.
 pub struct Context {
     pub client: Client,
@@ -110,12 +201,20 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     pub stores: Stores,
+    /// Children of kinds from optional CRDs.
+    pub optional: Optional,
     applied: Applied,
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Arc<Metrics>, settings: Settings, stores: Stores) -> Self {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+        stores: Stores,
+        optional: Optional,
+    ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_owned(),
             instance: std::env::var("POD_NAME").ok(),
@@ -127,6 +226,7 @@ impl Context {
             metrics,
             settings,
             stores,
+            optional,
             applied: Applied::default(),
             failures: Mutex::new(HashMap::new()),
         }
@@ -640,8 +740,31 @@ async fn transition_events(ctx: &Context, cc: &CanvasChat, new: &CanvasChatStatu
 }
 
 async fn finish(ctx: &Context, cc: &CanvasChat, outcome: &Outcome) -> Result<(), Error> {
+    finish_with_route(ctx, cc, outcome, None).await
+}
+
+/// [`finish`], with the RouteAccepted condition when the chat asks for an HTTPRoute (when this
+/// reconcile did not look at the route, the previous condition is kept).
+async fn finish_with_route(
+    ctx: &Context,
+    cc: &CanvasChat,
+    outcome: &Outcome,
+    route: Option<&RouteObservation>,
+) -> Result<(), Error> {
     let children = observe_children(ctx, cc);
-    let new = status::compute(cc, outcome, &children, Timestamp::now());
+    let now = Timestamp::now();
+    let mut new = status::compute(cc, outcome, &children, now);
+    if cc.spec.http_route.is_some() {
+        match route {
+            Some(route) => status::add_route_condition(&mut new, cc, route, now),
+            None => new.conditions.extend(
+                cc.status
+                    .as_ref()
+                    .and_then(|s| s.condition(canvaschat_crds::CONDITION_ROUTE_ACCEPTED))
+                    .cloned(),
+            ),
+        }
+    }
     transition_events(ctx, cc, &new).await;
     if write_status(ctx, cc, &new).await? {
         debug!(name = %cc.name_any(), "status updated");
@@ -719,6 +842,11 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
     }
     let (applied, apply_failures) = apply_all(&ctx, &ns, &desired).await;
     failures.extend(apply_failures);
+    let (route, notes) = sync_optional(&ctx, &cc, &ns, &desired, &mut failures).await;
+    for note in notes {
+        info!(%name, %ns, "{note}");
+        ctx.event(&cc, EventType::Normal, "Deleted", note).await;
+    }
 
     if let Some(pos) = failures
         .iter()
@@ -762,7 +890,7 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
             reason: first_reason(&failures),
             message,
         };
-        finish(&ctx, &cc, &outcome).await?;
+        finish_with_route(&ctx, &cc, &outcome, route.as_ref()).await?;
         return Err(Error::Api(failures));
     }
     if let Err(e) = collect_config_maps(
@@ -790,7 +918,7 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
         info!(%name, %ns, "{note}");
         ctx.event(&cc, EventType::Normal, "Applied", note).await;
     }
-    finish(&ctx, &cc, &Outcome::Applied).await?;
+    finish_with_route(&ctx, &cc, &Outcome::Applied, route.as_ref()).await?;
     ctx.failures().remove(&key(&cc));
     Ok(Action::requeue(ctx.resync()))
 }
@@ -822,7 +950,28 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let (stores, streams) = Stores::new(&client, namespace);
-    let ctx = Arc::new(Context::new(client.clone(), metrics, settings, stores));
+    let (routes, route_stream) = OptionalKind::start(
+        &client,
+        resources::http_route_resource(),
+        "the Gateway API CRDs (gateway.networking.k8s.io/v1)",
+        namespace,
+    )
+    .await;
+    let (monitors, monitor_stream) = OptionalKind::start(
+        &client,
+        resources::pod_monitor_resource(),
+        "the Prometheus Operator CRDs (monitoring.coreos.com/v1)",
+        namespace,
+    )
+    .await;
+    let optional = Optional { routes, monitors };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics,
+        settings,
+        stores,
+        optional,
+    ));
     let (chats, chats_writer) = reflector::store();
     // Status writes do not change the generation, so they do not trigger a reconcile.
     let chat_stream = watcher(
@@ -834,7 +983,14 @@ pub async fn run(
     .applied_objects()
     .predicate_filter(predicates::generation, Default::default());
     let secret_chats = chats.clone();
-    Controller::for_stream(chat_stream, chats)
+    let mut controller = Controller::for_stream(chat_stream, chats);
+    if let Some(stream) = route_stream {
+        controller = controller.owns_stream_with(stream, resources::http_route_resource());
+    }
+    if let Some(stream) = monitor_stream {
+        controller = controller.owns_stream_with(stream, resources::pod_monitor_resource());
+    }
+    controller
         .owns_stream(streams.config_maps)
         .owns_stream(streams.services)
         .owns_stream(streams.statefulsets)

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod controller;
 pub mod metrics;
 pub mod operator;
+pub mod optional;
 pub mod render;
 pub mod resources;
 pub mod status;

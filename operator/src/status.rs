@@ -3,8 +3,8 @@
 //! the controller writes status only when something really changed.
 
 use canvaschat_crds::{
-    CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY, CanvasChat,
-    CanvasChatStatus,
+    CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY,
+    CONDITION_ROUTE_ACCEPTED, CanvasChat, CanvasChatStatus,
 };
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
@@ -431,6 +431,102 @@ pub fn compute(
     }
 }
 
+/// What the operator knows of the chat's HTTPRoute.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RouteObservation {
+    /// The cluster does not serve HTTPRoute; the message says what to install.
+    NotServed(String),
+    /// The route does not exist (yet), or could not be read: the message says which.
+    Absent(String),
+    /// The live route's `status` (Gateway API RouteStatus), `null` before any Gateway wrote.
+    Live(serde_json::Value),
+}
+
+fn route_cond(route: &RouteObservation) -> Cond {
+    let no =
+        |reason: &str, message: String| Cond::new(CONDITION_ROUTE_ACCEPTED, false, reason, message);
+    let parents = match route {
+        RouteObservation::NotServed(message) => return no("GatewayAPIMissing", message.clone()),
+        RouteObservation::Absent(message) => return no("RouteMissing", message.clone()),
+        RouteObservation::Live(status) => status
+            .get("parents")
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+    };
+    if parents.is_empty() {
+        return no(
+            "Pending",
+            "no Gateway has accepted or rejected the route yet (is a Gateway controller running for its parentRefs?)".to_owned(),
+        );
+    }
+    let mut accepted = Vec::new();
+    for parent in &parents {
+        let gateway = parent
+            .pointer("/parentRef/name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("?");
+        let conditions = parent
+            .get("conditions")
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for type_ in ["Accepted", "ResolvedRefs"] {
+            let found = conditions
+                .iter()
+                .find(|c| c.get("type").and_then(serde_json::Value::as_str) == Some(type_));
+            let field = |c: &serde_json::Value, k: &str| {
+                c.get(k)
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            match found {
+                Some(c) if field(c, "status") == "True" => {}
+                Some(c) => {
+                    let reason = field(c, "reason");
+                    return no(
+                        if reason.is_empty() { type_ } else { &reason },
+                        format!(
+                            "Gateway {gateway}: {type_} is {}: {}",
+                            field(c, "status"),
+                            field(c, "message")
+                        ),
+                    );
+                }
+                None => {
+                    return no(
+                        "Pending",
+                        format!("Gateway {gateway} has not reported {type_} yet"),
+                    );
+                }
+            }
+        }
+        accepted.push(gateway.to_owned());
+    }
+    Cond::new(
+        CONDITION_ROUTE_ACCEPTED,
+        true,
+        "Accepted",
+        format!(
+            "accepted by Gateway {} with its backend resolved",
+            accepted.join(", ")
+        ),
+    )
+}
+
+/// Add the RouteAccepted condition to `status` (a chat with `spec.httpRoute`).
+pub fn add_route_condition(
+    status: &mut CanvasChatStatus,
+    cc: &CanvasChat,
+    route: &RouteObservation,
+    now: Timestamp,
+) {
+    let previous = cc.status.clone().unwrap_or_default();
+    let condition = to_condition(route_cond(route), &previous, cc.metadata.generation, now);
+    status.conditions.push(condition);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -806,5 +902,77 @@ status: {observedGeneration: 1, replicas: 1, readyReplicas: 1, currentRevision: 
             "apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata: {name: demo, namespace: chat}\nspec: {ingress: {enabled: true}}\n",
         );
         assert_eq!(resources::url(&no_host), "http://demo-gateway.chat.svc");
+    }
+
+    fn route_status(json: serde_json::Value) -> RouteObservation {
+        RouteObservation::Live(json)
+    }
+
+    #[test]
+    fn route_condition_follows_every_parent() {
+        let accepted = route_status(serde_json::json!({"parents": [{
+            "parentRef": {"name": "public"},
+            "conditions": [
+                {"type": "Accepted", "status": "True", "reason": "Accepted", "message": ""},
+                {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs", "message": ""},
+            ],
+        }]}));
+        let c = route_cond(&accepted);
+        assert!(c.status, "{}", c.message);
+        assert_eq!(c.reason, "Accepted");
+        assert!(c.message.contains("public"));
+
+        let unresolved = route_status(serde_json::json!({"parents": [
+            {"parentRef": {"name": "public"}, "conditions": [
+                {"type": "Accepted", "status": "True", "reason": "Accepted"},
+                {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs"}]},
+            {"parentRef": {"name": "internal"}, "conditions": [
+                {"type": "Accepted", "status": "True", "reason": "Accepted"},
+                {"type": "ResolvedRefs", "status": "False", "reason": "BackendNotFound", "message": "no Service"}]},
+        ]}));
+        let c = route_cond(&unresolved);
+        assert!(!c.status);
+        assert_eq!(c.reason, "BackendNotFound");
+        assert!(c.message.contains("internal") && c.message.contains("no Service"));
+
+        let rejected = route_status(
+            serde_json::json!({"parents": [{"parentRef": {"name": "public"},
+            "conditions": [{"type": "Accepted", "status": "False", "reason": "NotAllowedByListeners"}]}]}),
+        );
+        assert_eq!(route_cond(&rejected).reason, "NotAllowedByListeners");
+
+        let half = route_status(
+            serde_json::json!({"parents": [{"parentRef": {"name": "public"},
+            "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted"}]}]}),
+        );
+        assert_eq!(route_cond(&half).reason, "Pending");
+        assert_eq!(
+            route_cond(&route_status(serde_json::Value::Null)).reason,
+            "Pending"
+        );
+        let missing = route_cond(&RouteObservation::NotServed("install the CRDs".into()));
+        assert!(!missing.status);
+        assert_eq!(missing.reason, "GatewayAPIMissing");
+    }
+
+    #[test]
+    fn route_condition_joins_the_status() {
+        let mut cc = minimal();
+        cc.spec.http_route = Some(canvaschat_crds::HttpRouteSpec {
+            parent_refs: vec![],
+            hostnames: vec![],
+        });
+        let mut status = compute(&cc, &Outcome::Applied, &healthy(), Timestamp::UNIX_EPOCH);
+        add_route_condition(
+            &mut status,
+            &cc,
+            &RouteObservation::Absent("not yet".into()),
+            Timestamp::UNIX_EPOCH,
+        );
+        let route = status
+            .condition(CONDITION_ROUTE_ACCEPTED)
+            .expect("condition");
+        assert_eq!(route.status, "False");
+        assert_eq!(route.reason, "RouteMissing");
     }
 }

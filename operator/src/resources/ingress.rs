@@ -1,7 +1,5 @@
 //! Ingress `N`: `/api` (WebSocket) and `/` (frontend) to the gateway Service.
 
-use std::collections::BTreeMap;
-
 use canvaschat_crds::CanvasChat;
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -9,23 +7,6 @@ use k8s_openapi::api::networking::v1::{
 };
 
 use super::{Component, Names, child_meta};
-
-/// WebSocket connections live long; ingress-nginx closes idle proxied connections after 60 s
-/// by default, so reads and sends may idle for an hour.
-const WEBSOCKET_TIMEOUT_SECONDS: &str = "3600";
-
-fn default_annotations() -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (
-            "nginx.ingress.kubernetes.io/proxy-read-timeout".to_owned(),
-            WEBSOCKET_TIMEOUT_SECONDS.to_owned(),
-        ),
-        (
-            "nginx.ingress.kubernetes.io/proxy-send-timeout".to_owned(),
-            WEBSOCKET_TIMEOUT_SECONDS.to_owned(),
-        ),
-    ])
-}
 
 fn path(prefix: &str, names: &Names) -> HTTPIngressPath {
     HTTPIngressPath {
@@ -46,10 +27,10 @@ fn path(prefix: &str, names: &Names) -> HTTPIngressPath {
 
 pub fn ingress(cc: &CanvasChat, names: &Names) -> Ingress {
     let spec = &cc.spec.ingress;
-    let mut annotations = default_annotations();
-    annotations.extend(spec.annotations.clone());
+    // Controller-neutral: only the user's annotations (the chart README lists what common
+    // controllers need for long-lived WebSockets).
     let mut metadata = child_meta(cc, names, names.ingress(), Component::Gateway);
-    metadata.annotations = Some(annotations);
+    metadata.annotations = super::non_empty(&spec.annotations);
     let tls = match (&spec.tls_secret_name, &spec.host) {
         (Some(secret), Some(host)) => Some(vec![IngressTLS {
             hosts: Some(vec![host.clone()]),
@@ -60,7 +41,7 @@ pub fn ingress(cc: &CanvasChat, names: &Names) -> Ingress {
     Ingress {
         metadata,
         spec: Some(IngressSpec {
-            ingress_class_name: Some(spec.class_name.clone()),
+            ingress_class_name: spec.class_name.clone(),
             rules: Some(vec![IngressRule {
                 host: spec.host.clone(),
                 http: Some(HTTPIngressRuleValue {

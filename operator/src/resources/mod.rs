@@ -6,10 +6,14 @@ mod config;
 mod gateway;
 mod hpa;
 mod ingress;
+mod monitoring;
 mod pdb;
 mod redis;
+mod route;
 mod secret;
 
+pub use monitoring::pod_monitor_resource;
+pub use route::http_route_resource;
 pub use secret::{PASSWORD_KEY, generated_secret};
 
 #[cfg(test)]
@@ -24,6 +28,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::DynamicObject;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -39,6 +44,8 @@ pub const SECRET_HASH_ANNOTATION: &str = "canvaschat.io/secret-hash";
 pub const DESIRED_HASH_ANNOTATION: &str = "canvaschat.io/desired-hash";
 /// Gateway container port.
 pub const GATEWAY_PORT: i32 = 8080;
+/// Name of the gateway container port that serves `/metrics` (what the PodMonitor scrapes).
+pub const METRICS_PORT_NAME: &str = "http";
 /// Port of the gateway Service.
 pub const GATEWAY_SERVICE_PORT: i32 = 80;
 /// Redis port.
@@ -150,8 +157,18 @@ fn owner_reference(cc: &CanvasChat) -> Option<OwnerReference> {
     Some(owner)
 }
 
-/// The public URL of a chat, as reported in its status.
+/// The public URL of a chat, as reported in its status: the HTTPRoute's first host name, else
+/// the Ingress host, else the in-cluster Service. A route's scheme is the Gateway listener's,
+/// which the CanvasChat does not know, so it is reported as http.
 pub fn url(cc: &CanvasChat) -> String {
+    if let Some(host) = cc
+        .spec
+        .http_route
+        .as_ref()
+        .and_then(|r| r.hostnames.first())
+    {
+        return format!("http://{host}");
+    }
     let ingress = &cc.spec.ingress;
     match (&ingress.host, ingress.enabled) {
         (Some(host), true) if ingress.tls_secret_name.is_some() => format!("https://{host}"),
@@ -200,6 +217,10 @@ pub struct Desired {
     pub hpa: Option<HorizontalPodAutoscaler>,
     pub pdb: Option<PodDisruptionBudget>,
     pub ingress: Option<Ingress>,
+    /// HTTPRoute `N` (Gateway API), a dynamic object.
+    pub http_route: Option<DynamicObject>,
+    /// PodMonitor `N-gateway` (Prometheus Operator), a dynamic object.
+    pub pod_monitor: Option<DynamicObject>,
 }
 
 /// Error while building children (only serialisation can fail; the spec is validated first).
@@ -251,6 +272,8 @@ pub fn build(cc: &CanvasChat, options: &BuildOptions) -> Result<Desired, BuildEr
             .ingress
             .enabled
             .then(|| ingress::ingress(cc, &names)),
+        http_route: route::http_route(cc, &names),
+        pod_monitor: monitoring::pod_monitor(cc, &names),
         config_map,
     };
     desired.stamp_hashes()?;
@@ -292,6 +315,12 @@ impl Desired {
         if let Some(ingress) = &mut self.ingress {
             stamp(ingress)?;
         }
+        if let Some(route) = &mut self.http_route {
+            stamp(route)?;
+        }
+        if let Some(monitor) = &mut self.pod_monitor {
+            stamp(monitor)?;
+        }
         Ok(())
     }
 
@@ -321,6 +350,12 @@ impl Desired {
         }
         if let Some(ingress) = &self.ingress {
             push(&mut out, ingress)?;
+        }
+        if let Some(route) = &self.http_route {
+            push(&mut out, route)?;
+        }
+        if let Some(monitor) = &self.pod_monitor {
+            push(&mut out, monitor)?;
         }
         Ok(out)
     }

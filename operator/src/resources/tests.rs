@@ -347,6 +347,14 @@ fn hpa_targets_and_behaviour() {
     );
 }
 
+fn spec_has(key: &str) -> bool {
+    [
+        "cert-manager.io/cluster-issuer",
+        "nginx.ingress.kubernetes.io/proxy-read-timeout",
+    ]
+    .contains(&key)
+}
+
 #[test]
 fn ingress_with_tls_and_annotations() {
     let ingress = build(&chat(
@@ -359,15 +367,20 @@ fn ingress_with_tls_and_annotations() {
     let annotations = ingress.metadata.annotations.clone().expect("annotations");
     assert_eq!(annotations["cert-manager.io/cluster-issuer"], "letsencrypt");
     assert_eq!(
-        annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"], "7200",
-        "user annotations win"
+        annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"],
+        "7200"
     );
-    assert_eq!(
-        annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"],
-        "3600"
+    assert!(
+        annotations
+            .keys()
+            .all(|k| k == DESIRED_HASH_ANNOTATION || spec_has(k)),
+        "only the user's annotations and the desired hash: {annotations:?}"
     );
     let spec = ingress.spec.expect("spec");
-    assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+    assert_eq!(
+        spec.ingress_class_name, None,
+        "the cluster's default IngressClass"
+    );
     let tls = spec.tls.expect("tls");
     assert_eq!(tls[0].secret_name.as_deref(), Some("chat-tls"));
     assert_eq!(tls[0].hosts, Some(vec!["chat.example.com".to_owned()]));
@@ -628,5 +641,98 @@ fn objects_without_uid_have_no_owner_reference() {
     assert_eq!(
         desired.config_map.metadata.namespace.as_deref(),
         Some("default")
+    );
+}
+
+#[test]
+fn http_route_sends_everything_to_the_gateway_service() {
+    let cc = chat(
+        "  httpRoute:\n    parentRefs: [{name: public, namespace: infra, sectionName: https}]\n    hostnames: [chat.example.com]\n",
+    );
+    let desired = build(&cc, &opts()).expect("builds");
+    let route = desired.http_route.expect("route");
+    assert_eq!(route.metadata.name.as_deref(), Some("demo"));
+    assert_eq!(
+        route.types.as_ref().map(|t| t.api_version.as_str()),
+        Some("gateway.networking.k8s.io/v1")
+    );
+    assert!(desired_hash(&route).is_some());
+    assert!(
+        route.metadata.owner_references.is_some(),
+        "garbage-collected with the chat"
+    );
+    let spec = &route.data["spec"];
+    assert_eq!(
+        spec["parentRefs"],
+        serde_json::json!([{"name": "public", "namespace": "infra", "sectionName": "https"}])
+    );
+    assert_eq!(spec["hostnames"], serde_json::json!(["chat.example.com"]));
+    assert_eq!(
+        spec["rules"][0]["backendRefs"],
+        serde_json::json!([{"name": "demo-gateway", "port": GATEWAY_SERVICE_PORT}])
+    );
+    assert_eq!(
+        spec["rules"][0]["matches"][0]["path"],
+        serde_json::json!({"type": "PathPrefix", "value": "/"})
+    );
+    assert_eq!(url(&cc), "http://chat.example.com");
+    let kinds: Vec<_> = build(&cc, &opts())
+        .expect("builds")
+        .to_values()
+        .expect("serialises")
+        .into_iter()
+        .map(|v| v["kind"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(kinds.contains(&"HTTPRoute".to_owned()), "{kinds:?}");
+}
+
+#[test]
+fn http_route_without_hostnames_or_field() {
+    let cc = chat("  httpRoute:\n    parentRefs: [{name: public}]\n");
+    let route = build(&cc, &opts())
+        .expect("builds")
+        .http_route
+        .expect("route");
+    assert!(route.data["spec"].get("hostnames").is_none());
+    assert_eq!(url(&cc), "http://demo-gateway.chat.svc");
+    assert!(
+        build(&minimal(), &opts())
+            .expect("builds")
+            .http_route
+            .is_none()
+    );
+}
+
+#[test]
+fn pod_monitor_scrapes_the_gateway_metrics_port() {
+    assert!(
+        build(&minimal(), &opts())
+            .expect("builds")
+            .pod_monitor
+            .is_none()
+    );
+    let cc = chat("  monitoring: {podMonitor: true}\n");
+    let desired = build(&cc, &opts()).expect("builds");
+    let monitor = desired.pod_monitor.expect("pod monitor");
+    assert_eq!(monitor.metadata.name.as_deref(), Some("demo-gateway"));
+    assert_eq!(
+        monitor.types.as_ref().map(|t| t.api_version.as_str()),
+        Some("monitoring.coreos.com/v1")
+    );
+    let spec = &monitor.data["spec"];
+    assert_eq!(
+        spec["selector"]["matchLabels"],
+        serde_json::to_value(selector_labels(&Names::of(&cc), Component::Gateway)).expect("labels")
+    );
+    let port = spec["podMetricsEndpoints"][0]["port"]
+        .as_str()
+        .expect("port");
+    let ports = pod_spec(&desired.gateway_deployment).containers[0]
+        .ports
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        ports.iter().any(|p| p.name.as_deref() == Some(port)),
+        "the PodMonitor's port {port} is a named port of the gateway container: {ports:?}"
     );
 }
