@@ -258,7 +258,7 @@ async fn chat_upgrade(
         return reject(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_connections_from_ip",
-            RejectReason::ConnectionLimit,
+            RejectReason::IpLimit,
             "too many connections from this address to this gateway; close some and retry",
         );
     };

@@ -26,10 +26,20 @@ pub enum RejectReason {
     ConnectionLimit,
     Draining,
     SlowConsumer,
+    /// JWT mode: no, an invalid or an expired token (close 4401).
+    Unauthorized,
+    /// JWT mode: a channel outside the token's claim (close 4403).
+    ForbiddenChannel,
+    /// Over `CANVASCHAT_MAX_CONNECTIONS_PER_IP`.
+    IpLimit,
+    /// Over `CANVASCHAT_INVALID_FRAMES_PER_MINUTE` (close 1008).
+    InvalidFlood,
+    /// Over `CANVASCHAT_JOINS_PER_MINUTE` (close 1013).
+    JoinRate,
 }
 
 impl RejectReason {
-    const ALL: [RejectReason; 10] = [
+    const ALL: [RejectReason; 15] = [
         RejectReason::InvalidMessage,
         RejectReason::UnsupportedType,
         RejectReason::TooLarge,
@@ -40,6 +50,11 @@ impl RejectReason {
         RejectReason::ConnectionLimit,
         RejectReason::Draining,
         RejectReason::SlowConsumer,
+        RejectReason::Unauthorized,
+        RejectReason::ForbiddenChannel,
+        RejectReason::IpLimit,
+        RejectReason::InvalidFlood,
+        RejectReason::JoinRate,
     ];
 }
 

@@ -77,7 +77,10 @@ impl Connect {
                 .await
                 {
                     Ok(identity) => (identity.user, Some(identity.expires_at)),
-                    Err(Some(refusal)) => return refuse(socket, refusal).await,
+                    Err(Some(refusal)) => {
+                        self.node.metrics.reject(refusal.metric());
+                        return refuse(socket, refusal).await;
+                    }
                     Err(None) => return,
                 }
             }
@@ -86,6 +89,7 @@ impl Connect {
         };
         if !self.access.allow_join(&user) {
             tracing::info!(user, "join rate exceeded");
+            self.node.metrics.reject(RejectReason::JoinRate);
             let refusal = Refusal {
                 code: ErrorCode::RateLimited,
                 message: format!(
@@ -140,6 +144,14 @@ impl Refusal {
 
     fn from_auth(error: &AuthError) -> Self {
         Refusal::unauthorized(format!("token refused: {error}"))
+    }
+
+    fn metric(&self) -> RejectReason {
+        match self.code {
+            ErrorCode::ForbiddenChannel => RejectReason::ForbiddenChannel,
+            ErrorCode::RateLimited => RejectReason::JoinRate,
+            _ => RejectReason::Unauthorized,
+        }
     }
 }
 
@@ -417,6 +429,7 @@ impl Reader<'_> {
             let next = tokio::select! {
                 _ = closer.closed() => return,
                 _ = tokio::time::sleep_until(expiry), if self.expires.is_some() => {
+                    self.session.node.metrics.reject(RejectReason::Unauthorized);
                     self.own.send(&ServerFrame::error(
                         ErrorCode::Unauthorized,
                         "the token expired; send a fresh {\"type\":\"auth\",\"token\":...} before exp",
@@ -475,6 +488,7 @@ impl Reader<'_> {
         let session = self.session;
         let Some(auth) = &session.access.authenticator else {
             if !self.invalid_frames.allow(session.access.now()) {
+                session.node.metrics.reject(RejectReason::InvalidFlood);
                 closer.close_after_flush(close_code::POLICY_VIOLATION, "too many invalid frames");
                 return;
             }
@@ -502,6 +516,7 @@ impl Reader<'_> {
                 Refusal::from_auth(&error)
             }
         };
+        session.node.metrics.reject(refusal.metric());
         self.own
             .send(&ServerFrame::error(refusal.code, refusal.message, None));
         closer.close_after_flush(refusal.close, refusal.reason);
@@ -552,6 +567,7 @@ impl Reader<'_> {
             }
             Err((error, client_msg_id)) => {
                 if !self.invalid_frames.allow(self.session.access.now()) {
+                    node.metrics.reject(RejectReason::InvalidFlood);
                     closer
                         .close_after_flush(close_code::POLICY_VIOLATION, "too many invalid frames");
                     return;

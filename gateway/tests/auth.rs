@@ -170,6 +170,11 @@ async fn bad_tokens_are_closed_with_4401() {
     // Nobody joined: presence shows only the next valid user.
     let (_ok, sync) = join_with(&g, "x", "c", &valid_claims).await;
     assert_eq!(users(&sync), ["eve"]);
+    let metrics = g.metrics().await;
+    assert!(
+        metrics.contains("canvaschat_rejected_total{reason=\"Unauthorized\"} 8"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -204,6 +209,11 @@ async fn a_channel_outside_the_claim_is_closed_with_4403() {
     let (_in_lobby, _) = join_with(&g, "a", "lobby", &token).await;
     let mut elsewhere = connect_with(&g, "a", "secret-room", &token).await;
     expect_refusal(&mut elsewhere, "forbidden_channel", 4403).await;
+    assert!(
+        g.metrics()
+            .await
+            .contains("canvaschat_rejected_total{reason=\"ForbiddenChannel\"} 1")
+    );
 }
 
 #[tokio::test]
@@ -501,24 +511,31 @@ async fn an_invalid_frame_flood_is_closed_with_1008() {
         Gateway::start(&GatewayOptions::embedded().with("CANVASCHAT_INVALID_FRAMES_PER_MINUTE", 5))
             .await;
     let (mut client, _) = join(&g, "flooder", "f").await;
+    // One frame at a time, each answer read before the next: nothing is left unread on the
+    // server when it closes, so the close frame is not lost to a TCP reset.
+    let mut errors = 0;
+    let mut closed = None;
     for _ in 0..20 {
         client.send_text("{not json").await;
-    }
-    let mut errors = 0;
-    loop {
         match client.next_event(WAIT).await {
             Event::Frame(frame) => {
                 assert_eq!(frame["type"], "error", "{frame}");
                 errors += 1;
             }
             Event::Closed(code) => {
-                assert_eq!(code, Some(1008));
+                closed = Some(code);
                 break;
             }
-            Event::Timeout => panic!("the flood was not closed"),
+            Event::Timeout => panic!("no answer to an invalid frame"),
         }
     }
+    assert_eq!(closed, Some(Some(1008)), "the flood is closed with 1008");
     assert_eq!(errors, 5, "each tolerated invalid frame is answered");
+    assert!(
+        g.metrics()
+            .await
+            .contains("canvaschat_rejected_total{reason=\"InvalidFlood\"} 1")
+    );
 }
 
 #[tokio::test]
@@ -529,6 +546,11 @@ async fn joins_per_user_are_rate_limited() {
     let (_b, _) = join(&g, "hopper", "j").await;
     let mut third = Client::connect(&g.url("hopper", "j")).await;
     expect_refusal(&mut third, "rate_limited", 1013).await;
+    assert!(
+        g.metrics()
+            .await
+            .contains("canvaschat_rejected_total{reason=\"JoinRate\"} 1")
+    );
     let (_other, _) = join(&g, "someone-else", "j").await;
 }
 
