@@ -58,12 +58,12 @@ ulimit -n 65536 2> /dev/null || ulimit -n "$(ulimit -Hn)"
 # Sizes of the full run and of --quick.
 if $quick; then
     IDLE_CONNS=2000 SECONDS_PER_LOAD=4 SATURATION_SECONDS=3 STORM_SECONDS=3 DRAIN_SECONDS=6 OPERATOR_MANY=20 RESYNC=10
-    RAMP_STEPS=4
+    RAMP_STEPS=5
 else
     IDLE_CONNS=10000 SECONDS_PER_LOAD=15 SATURATION_SECONDS=8 STORM_SECONDS=8 DRAIN_SECONDS=8 OPERATOR_MANY=100 RESYNC=15
-    RAMP_STEPS=8
+    RAMP_STEPS=10
 fi
-RAMP_START_RATE=100     # saturation ramp: 10,000 deliveries/s first, x1.5 per step
+RAMP_START_RATE=20      # saturation ramp: 2,000 deliveries/s first, x1.5 per step
 FANOUT_RATE=50          # 1 sender -> 100 receivers: 5,000 deliveries/s
 SATURATION_RATE=300     # the same at 30,000 deliveries/s offered, to see who keeps up
 CHANNELS=200            # many small channels: 5 clients each
