@@ -571,3 +571,47 @@ async fn page_config_names_the_mode_and_token_url() {
         json!({"auth":"jwt","tokenUrl":"/auth/token"})
     );
 }
+
+#[tokio::test]
+async fn es256_with_a_p256_public_key_file() {
+    let private = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .output()
+        .expect("openssl must be installed");
+    assert!(private.status.success(), "{private:?}");
+    let key = write_file(&private.stdout);
+    let public = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(key.path())
+        .output()
+        .expect("openssl");
+    assert!(public.status.success(), "{public:?}");
+    let public_file = write_file(&public.stdout);
+    let g = Gateway::start(
+        &GatewayOptions::embedded()
+            .with("CANVASCHAT_AUTH", "jwt")
+            .with(
+                "CANVASCHAT_JWT_PUBLIC_KEY_FILE",
+                public_file.path().display(),
+            ),
+    )
+    .await;
+    let signing = EncodingKey::from_ec_pem(&private.stdout).expect("ec key");
+    let claims = json!({"sub":"ec-user","exp":now() + 600});
+    let token = sign(claims.clone(), &Header::new(Algorithm::ES256), &signing);
+    let (_c, sync) = join_with(&g, "x", "c", &token).await;
+    assert_eq!(users(&sync), ["ec-user"]);
+    let confused = sign(
+        claims,
+        &Header::new(Algorithm::HS256),
+        &EncodingKey::from_secret(&public.stdout),
+    );
+    let mut client = connect_with(&g, "x", "c", &confused).await;
+    expect_refusal(&mut client, "unauthorized", 4401).await;
+}
