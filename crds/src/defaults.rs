@@ -21,6 +21,9 @@ const GATEWAY_UID: i64 = 10001;
 const REDIS_UID: i64 = 999;
 const REDIS_GID: i64 = 1000;
 
+/// Redis pods in sentinel mode when spec.redis.replicas is unset.
+pub const SENTINEL_REDIS_REPLICAS: i32 = 3;
+
 pub fn enabled() -> bool {
     true
 }

@@ -32,6 +32,7 @@ use crate::validation::limits;
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 46").message("metadata.name must start with a letter, contain only lowercase letters, digits and '-', and be at most 46 characters: the Redis pods' controller-revision-hash label, NAME-redis-<10 character hash>, must fit in 63"),
+    validation = Rule::new(REDIS_MODE_UNCHANGED).message(REDIS_MODE_MESSAGE),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CanvasChatSpec {
@@ -69,6 +70,11 @@ pub struct CanvasChatSpec {
     pub monitoring: MonitoringSpec,
 }
 
+/// CEL (transition): spec.redis.mode, absent meaning standalone, never changes. Written on the
+/// object rather than the field so adding or removing `redis` or `mode` is covered too.
+const REDIS_MODE_UNCHANGED: &str = "(has(self.spec.redis) && has(self.spec.redis.mode) ? self.spec.redis.mode : 'standalone') == (has(oldSelf.spec.redis) && has(oldSelf.spec.redis.mode) ? oldSelf.spec.redis.mode : 'standalone')";
+const REDIS_MODE_MESSAGE: &str = "spec.redis.mode cannot change on an existing CanvasChat (standalone and sentinel keep their data differently); to migrate, create a new CanvasChat in the other mode and move clients to it (see the chart README, Redis)";
+
 /// CEL: a user-supplied container security context may not ask for privileges. Mirrored by
 /// `validation::unsafe_container_context`.
 const SAFE_CONTAINER_CONTEXT: &str = "!has(self.securityContext) || (\
@@ -85,6 +91,9 @@ const SAFE_POD_CONTEXT: &str = "!has(self.podSecurityContext) || (\
 (!has(self.podSecurityContext.runAsUser) || self.podSecurityContext.runAsUser != 0) && \
 (!has(self.podSecurityContext.runAsNonRoot) || self.podSecurityContext.runAsNonRoot) && \
 (!has(self.podSecurityContext.windowsOptions) || !has(self.podSecurityContext.windowsOptions.hostProcess) || !self.podSecurityContext.windowsOptions.hostProcess))";
+/// CEL: replicas fit the mode.
+const REDIS_REPLICAS_RULE: &str = "!has(self.replicas) || ((has(self.mode) && self.mode == 'sentinel') ? (self.replicas >= 3 && self.replicas % 2 == 1) : self.replicas == 1)";
+const REDIS_REPLICAS_MESSAGE: &str = "redis.replicas must be 1 in standalone mode, and odd and at least 3 in sentinel mode (a Sentinel majority must survive losing one pod)";
 const SAFE_POD_MESSAGE: &str = "podSecurityContext may not set runAsUser 0, runAsNonRoot false or windowsOptions.hostProcess (see the chart README to opt out)";
 
 /// How an image is pulled.
@@ -406,14 +415,56 @@ impl Default for PodDisruptionBudgetSpec {
     }
 }
 
-/// The Redis StatefulSet (one replica).
+/// How Redis is deployed.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    /// One Redis pod. When it restarts the chat is down until it is back.
+    #[default]
+    Standalone,
+    /// A master, replicas and one Sentinel beside each; the Sentinels promote a replica when
+    /// the master dies and the gateways follow it.
+    Sentinel,
+}
+
+impl RedisMode {
+    /// The value in the spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedisMode::Standalone => "standalone",
+            RedisMode::Sentinel => "sentinel",
+        }
+    }
+}
+
+/// The Redis StatefulSet: one pod (standalone) or a master, replicas and Sentinels.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new(SAFE_CONTAINER_CONTEXT).message(SAFE_CONTAINER_MESSAGE),
-    validation = Rule::new(SAFE_POD_CONTEXT).message(SAFE_POD_MESSAGE)
+    validation = Rule::new(SAFE_POD_CONTEXT).message(SAFE_POD_MESSAGE),
+    validation = Rule::new(REDIS_REPLICAS_RULE).message(REDIS_REPLICAS_MESSAGE)
 )]
 pub struct RedisSpec {
+    /// `standalone` (one Redis pod) or `sentinel` (a master, replicas and Sentinels; the
+    /// gateways find the master through the Sentinels and follow a failover). Fixed at
+    /// creation. Default: standalone.
+    #[serde(default)]
+    pub mode: RedisMode,
+
+    /// Redis pods. Standalone: 1. Sentinel: an odd number, at least 3, each with a Sentinel
+    /// beside it. Default: 1 (standalone), 3 (sentinel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = limits::MAX_REDIS_REPLICAS))]
+    pub replicas: Option<i32>,
+
+    /// Redis `maxmemory`, e.g. 200mb. At the limit Redis refuses writes (noeviction) rather
+    /// than drop presence or history keys early. Default: three quarters of the Redis
+    /// container's memory limit, none without a limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[1-9][0-9]{0,8}(kb|mb|gb)$"))]
+    pub max_memory: Option<String>,
+
     /// Redis container image. Default: redis:7.4-alpine (filled in at reconcile time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
@@ -461,9 +512,22 @@ pub struct RedisSpec {
     pub security_context: Option<SecurityContext>,
 }
 
+impl RedisSpec {
+    /// The Redis pod count: the spec's, else the mode's default.
+    pub fn pod_count(&self) -> i32 {
+        self.replicas.unwrap_or(match self.mode {
+            RedisMode::Standalone => 1,
+            RedisMode::Sentinel => defaults::SENTINEL_REDIS_REPLICAS,
+        })
+    }
+}
+
 impl Default for RedisSpec {
     fn default() -> Self {
         Self {
+            mode: RedisMode::default(),
+            replicas: None,
+            max_memory: None,
             image: None,
             image_pull_policy: PullPolicy::default(),
             resources: None,

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{
     PodSecurityContext, SecurityContext, WindowsSecurityContextOptions,
 };
 
-use crate::spec::{CanvasChat, CanvasChatSpec};
+use crate::spec::{CanvasChat, CanvasChatSpec, RedisMode};
 
 /// Bounds shared by the CRD schema and [`CanvasChat::validate`].
 pub mod limits {
@@ -22,6 +22,8 @@ pub mod limits {
     pub const MAX_CONNECTIONS: i32 = 1_000_000;
     pub const MAX_UTILIZATION_PERCENT: i32 = 500;
     pub const MAX_ALLOWED_ORIGINS: usize = 64;
+    /// Redis pods in sentinel mode at most (each also runs a Sentinel).
+    pub const MAX_REDIS_REPLICAS: i32 = 9;
     /// Longest CanvasChat name whose children all work: the Redis StatefulSet's pods carry
     /// the label `controller-revision-hash: NAME-redis-<hash of up to 10 characters>`, which
     /// must fit in 63 characters (46 + 6 + 1 + 10 = 63).
@@ -78,6 +80,15 @@ fn is_quantity(s: &str) -> bool {
     !digits.is_empty()
         && !digits.starts_with('0')
         && ["", "Ki", "Mi", "Gi", "Ti", "Pi", "k", "M", "G", "T", "P"].contains(&suffix)
+}
+
+fn is_redis_memory(s: &str) -> bool {
+    let Some(digits) = ["kb", "mb", "gb"].iter().find_map(|u| s.strip_suffix(u)) else {
+        return false;
+    };
+    (1..=9).contains(&digits.len())
+        && !digits.starts_with('0')
+        && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 impl CanvasChat {
@@ -239,6 +250,22 @@ fn validate_spec(spec: &CanvasChatSpec, p: &mut Problems) {
         r.security_context.as_ref(),
         p,
     );
+    if let Some(n) = r.replicas {
+        let fits = match r.mode {
+            RedisMode::Standalone => n == 1,
+            RedisMode::Sentinel => n >= 3 && n % 2 == 1 && n <= MAX_REDIS_REPLICAS,
+        };
+        p.check(fits, || {
+            format!(
+                "spec.redis.replicas: {n} must be 1 in standalone mode, and odd, at least 3 and at most {MAX_REDIS_REPLICAS} in sentinel mode"
+            )
+        });
+    }
+    if let Some(m) = &r.max_memory {
+        p.check(is_redis_memory(m), || {
+            format!("spec.redis.maxMemory: {m:?} is not a size such as 200mb (kb, mb or gb)")
+        });
+    }
     p.check(is_quantity(&r.storage.size), || {
         format!(
             "spec.redis.storage.size: {:?} is not a positive whole quantity such as 1Gi",

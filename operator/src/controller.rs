@@ -585,6 +585,12 @@ async fn apply_all(ctx: &Context, ns: &str, desired: &Desired) -> (usize, Vec<Ap
     if let Some(pdb) = &desired.pdb {
         push(&mut rest, ctx, ns, &s.pdbs, pdb);
     }
+    if let Some(service) = &desired.redis_sentinel_service {
+        push(&mut rest, ctx, ns, &s.services, service);
+    }
+    if let Some(pdb) = &desired.redis_pdb {
+        push(&mut rest, ctx, ns, &s.pdbs, pdb);
+    }
     if let Some(ingress) = &desired.ingress {
         push(&mut rest, ctx, ns, &s.ingresses, ingress);
     }

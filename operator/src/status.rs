@@ -122,7 +122,11 @@ impl ChildState {
             let same_revision = status.update_revision.is_none()
                 || status.current_revision == status.update_revision;
             state.redis_current = observed && same_revision;
-            state.redis_ready = state.redis_current && status.ready_replicas.unwrap_or(0) >= 1;
+            // Every desired pod ready; in sentinel mode a pod is ready only when its Sentinel
+            // knows a master and its Redis is that master or in sync with it.
+            let desired = s.spec.replicas.unwrap_or(1);
+            state.redis_ready =
+                state.redis_current && status.ready_replicas.unwrap_or(0) >= desired;
         }
         state.pod_problems = pods.into_iter().filter_map(pod_problem).collect();
         state.pod_problems.sort_by(|a, b| a.pod.cmp(&b.pod));
@@ -832,6 +836,30 @@ status:
             cond(&third, "Degraded").last_transition_time,
             cond(&first, "Degraded").last_transition_time
         );
+    }
+
+    #[test]
+    fn sentinel_mode_redis_is_ready_only_with_every_desired_pod_ready() {
+        let sts = |ready: i32| -> StatefulSet {
+            serde_yaml::from_str(&format!(
+                r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: demo-redis, generation: 1}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{a: b}}}}
+  serviceName: demo-redis-headless
+  template: {{spec: {{containers: [{{name: redis}}, {{name: sentinel}}]}}}}
+status: {{observedGeneration: 1, replicas: 3, readyReplicas: {ready}, currentRevision: r1, updateRevision: r1}}
+"#
+            ))
+            .expect("statefulset fixture")
+        };
+        let two = sts(2);
+        assert!(!ChildState::from_children(None, Some(&two), []).redis_ready);
+        let three = sts(3);
+        assert!(ChildState::from_children(None, Some(&three), []).redis_ready);
     }
 
     #[test]

@@ -2,14 +2,19 @@
 
 use std::collections::BTreeMap;
 
-use canvaschat_crds::CanvasChat;
+use canvaschat_crds::{CanvasChat, RedisMode};
 use k8s_openapi::api::core::v1::ConfigMap;
 
+use super::sentinel;
 use super::{Component, GATEWAY_PORT, Names, REDIS_PORT, child_meta, short_hash};
 
 /// Redis URL without credentials: the password reaches the gateway as its own variable.
-pub fn redis_url(names: &Names) -> String {
-    format!("redis://{}:{REDIS_PORT}/0", names.redis())
+/// In sentinel mode the gateways find the master through the Sentinels.
+pub fn redis_url(cc: &CanvasChat, names: &Names) -> String {
+    match cc.spec.redis.mode {
+        RedisMode::Standalone => format!("redis://{}:{REDIS_PORT}/0", names.redis()),
+        RedisMode::Sentinel => sentinel::redis_url(cc, names),
+    }
 }
 
 /// The gateway settings as an immutable ConfigMap named after its content, so a pod of an old
@@ -54,7 +59,7 @@ pub fn config_map(cc: &CanvasChat, names: &Names) -> Result<ConfigMap, serde_jso
             s.allowed_origins.join(","),
         );
     }
-    data.insert("CANVASCHAT_REDIS_URL".to_owned(), redis_url(names));
+    data.insert("CANVASCHAT_REDIS_URL".to_owned(), redis_url(cc, names));
     let name = format!(
         "{}{}",
         names.config_prefix(),

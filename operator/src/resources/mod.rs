@@ -11,17 +11,20 @@ mod pdb;
 mod redis;
 mod route;
 mod secret;
+mod sentinel;
 
 pub use monitoring::pod_monitor_resource;
 pub use route::http_route_resource;
 pub use secret::{PASSWORD_KEY, generated_secret};
 
 #[cfg(test)]
+mod sentinel_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
 
-use canvaschat_crds::{CanvasChat, defaults};
+use canvaschat_crds::{CanvasChat, RedisMode, defaults};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -45,7 +48,9 @@ pub const DESIRED_HASH_ANNOTATION: &str = "canvaschat.io/desired-hash";
 /// Gateway container port.
 pub const GATEWAY_PORT: i32 = 8080;
 /// Name of the gateway container port that serves `/metrics` (what the PodMonitor scrapes).
-pub const METRICS_PORT_NAME: &str = "http";
+pub const METRICS_PORT_NAME: &str = "metrics";
+/// The gateway's admin port: the default of CANVASCHAT_ADMIN_LISTEN, where `/metrics` is.
+pub const GATEWAY_METRICS_PORT: i32 = 9090;
 /// Port of the gateway Service.
 pub const GATEWAY_SERVICE_PORT: i32 = 80;
 /// Redis port.
@@ -95,6 +100,10 @@ impl Names {
     }
     pub fn redis(&self) -> String {
         format!("{}-redis", self.instance)
+    }
+    /// Service of the Sentinels (sentinel mode).
+    pub fn redis_sentinel(&self) -> String {
+        format!("{}-redis-sentinel", self.instance)
     }
     pub fn redis_headless(&self) -> String {
         format!("{}-redis-headless", self.instance)
@@ -212,6 +221,9 @@ pub struct Desired {
     pub redis_service: Service,
     pub redis_statefulset: StatefulSet,
     pub redis_network_policy: NetworkPolicy,
+    /// Sentinel mode only: Service `N-redis-sentinel` and PodDisruptionBudget `N-redis`.
+    pub redis_sentinel_service: Option<Service>,
+    pub redis_pdb: Option<PodDisruptionBudget>,
     pub gateway_service: Service,
     pub gateway_deployment: Deployment,
     pub hpa: Option<HorizontalPodAutoscaler>,
@@ -242,11 +254,14 @@ pub fn build(cc: &CanvasChat, options: &BuildOptions) -> Result<Desired, BuildEr
     let names = Names::of(cc);
     let config_map = config::config_map(cc, &names)?;
     let config_hash = config::config_hash(&config_map)?;
+    let sentinel_mode = cc.spec.redis.mode == RedisMode::Sentinel;
     let mut desired = Desired {
         redis_headless_service: redis::headless_service(cc, &names),
         redis_service: redis::client_service(cc, &names),
         redis_statefulset: redis::statefulset(cc, &names, options.password_hash.as_deref()),
         redis_network_policy: redis::network_policy(cc, &names),
+        redis_sentinel_service: sentinel_mode.then(|| sentinel::service(cc, &names)),
+        redis_pdb: sentinel_mode.then(|| sentinel::pdb(cc, &names)),
         gateway_service: gateway::service(cc, &names),
         gateway_deployment: gateway::deployment(
             cc,
@@ -304,6 +319,12 @@ impl Desired {
         stamp(&mut self.redis_service)?;
         stamp(&mut self.redis_statefulset)?;
         stamp(&mut self.redis_network_policy)?;
+        if let Some(service) = &mut self.redis_sentinel_service {
+            stamp(service)?;
+        }
+        if let Some(pdb) = &mut self.redis_pdb {
+            stamp(pdb)?;
+        }
         stamp(&mut self.gateway_service)?;
         stamp(&mut self.gateway_deployment)?;
         if let Some(hpa) = &mut self.hpa {
@@ -339,6 +360,12 @@ impl Desired {
         push(&mut out, &self.redis_headless_service)?;
         push(&mut out, &self.redis_service)?;
         push(&mut out, &self.redis_network_policy)?;
+        if let Some(service) = &self.redis_sentinel_service {
+            push(&mut out, service)?;
+        }
+        if let Some(pdb) = &self.redis_pdb {
+            push(&mut out, pdb)?;
+        }
         push(&mut out, &self.redis_statefulset)?;
         push(&mut out, &self.gateway_service)?;
         push(&mut out, &self.gateway_deployment)?;

@@ -1,10 +1,11 @@
-//! Redis: StatefulSet `N-redis` (one replica, PVC template, AOF), headless Service
-//! `N-redis-headless`, client Service `N-redis`, and NetworkPolicy `N-redis` that admits only
-//! the chat's gateway pods.
+//! Redis: StatefulSet `N-redis` (one pod, or in sentinel mode `replicas` pods each with a
+//! Sentinel, see `sentinel`; PVC template, AOF, `maxmemory` with `noeviction`), headless
+//! Service `N-redis-headless`, client Service `N-redis`, and NetworkPolicy `N-redis` that
+//! admits the chat's gateway pods (and, in sentinel mode, the Redis pods to each other).
 
 use std::collections::BTreeMap;
 
-use canvaschat_crds::{CanvasChat, defaults};
+use canvaschat_crds::{CanvasChat, RedisMode, defaults};
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
@@ -22,12 +23,14 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::sentinel;
 use super::{
     Component, Names, REDIS_PORT, SECRET_HASH_ANNOTATION, child_meta, image_pull_secrets, labels,
     non_empty, password_secret, selector_labels,
 };
 
 const DATA_VOLUME: &str = "data";
+const SENTINEL_VOLUME: &str = "sentinel";
 
 fn redis_port() -> ServicePort {
     ServicePort {
@@ -39,7 +42,15 @@ fn redis_port() -> ServicePort {
     }
 }
 
+fn sentinel_mode(cc: &CanvasChat) -> bool {
+    cc.spec.redis.mode == RedisMode::Sentinel
+}
+
 pub fn headless_service(cc: &CanvasChat, names: &Names) -> Service {
+    let mut ports = vec![redis_port()];
+    if sentinel_mode(cc) {
+        ports.push(sentinel::sentinel_service_port());
+    }
     Service {
         metadata: child_meta(cc, names, names.redis_headless(), Component::Redis),
         spec: Some(ServiceSpec {
@@ -47,7 +58,7 @@ pub fn headless_service(cc: &CanvasChat, names: &Names) -> Service {
             // Stable DNS for the pod even before it is ready (governing Service).
             publish_not_ready_addresses: Some(true),
             selector: Some(selector_labels(names, Component::Redis)),
-            ports: Some(vec![redis_port()]),
+            ports: Some(ports),
             ..Default::default()
         }),
         ..Default::default()
@@ -67,7 +78,42 @@ pub fn client_service(cc: &CanvasChat, names: &Names) -> Service {
     }
 }
 
+fn tcp_ports(ports: &[i32]) -> Vec<NetworkPolicyPort> {
+    ports
+        .iter()
+        .map(|p| NetworkPolicyPort {
+            port: Some(IntOrString::Int(*p)),
+            protocol: Some("TCP".to_owned()),
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn from_pods(names: &Names, component: Component, ports: &[i32]) -> NetworkPolicyIngressRule {
+    NetworkPolicyIngressRule {
+        from: Some(vec![NetworkPolicyPeer {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(names, component)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        ports: Some(tcp_ports(ports)),
+    }
+}
+
+/// Gateways reach Redis (and in sentinel mode the Sentinels); in sentinel mode the Redis pods
+/// also reach each other (replication, Sentinel to Redis, Sentinel to Sentinel).
 pub fn network_policy(cc: &CanvasChat, names: &Names) -> NetworkPolicy {
+    let ingress = if sentinel_mode(cc) {
+        let both = [REDIS_PORT, sentinel::SENTINEL_PORT];
+        vec![
+            from_pods(names, Component::Gateway, &both),
+            from_pods(names, Component::Redis, &both),
+        ]
+    } else {
+        vec![from_pods(names, Component::Gateway, &[REDIS_PORT])]
+    };
     NetworkPolicy {
         metadata: child_meta(cc, names, names.redis(), Component::Redis),
         spec: Some(NetworkPolicySpec {
@@ -76,20 +122,7 @@ pub fn network_policy(cc: &CanvasChat, names: &Names) -> NetworkPolicy {
                 ..Default::default()
             }),
             policy_types: Some(vec!["Ingress".to_owned()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![NetworkPolicyPeer {
-                    pod_selector: Some(LabelSelector {
-                        match_labels: Some(selector_labels(names, Component::Gateway)),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }]),
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(REDIS_PORT)),
-                    protocol: Some("TCP".to_owned()),
-                    ..Default::default()
-                }]),
-            }]),
+            ingress: Some(ingress),
             ..Default::default()
         }),
     }
@@ -109,10 +142,15 @@ EOF
 /// The container command: the start script, then `redis-server` arguments without secrets.
 fn command(cc: &CanvasChat) -> Vec<String> {
     let r = &cc.spec.redis;
+    let script = if sentinel_mode(cc) {
+        sentinel::redis_start_script()
+    } else {
+        START_SCRIPT.to_owned()
+    };
     let mut command: Vec<String> = vec![
         "sh".to_owned(),
         "-c".to_owned(),
-        START_SCRIPT.to_owned(),
+        script,
         "redis-server".to_owned(),
     ];
     command.extend(
@@ -130,7 +168,48 @@ fn command(cc: &CanvasChat) -> Vec<String> {
         .iter()
         .map(|s| (*s).to_owned()),
     );
+    if let Some(max) = max_memory(cc) {
+        command.extend(["--maxmemory".to_owned(), max]);
+    }
+    // Presence and history keys must never be dropped to make room: at the limit Redis
+    // refuses writes instead, and the gateways answer sends with a retryable error.
+    command.extend(["--maxmemory-policy".to_owned(), "noeviction".to_owned()]);
     command
+}
+
+/// `maxmemory`: the spec's, else three quarters of the container's memory limit (room for
+/// replication buffers and AOF rewrites), else none.
+fn max_memory(cc: &CanvasChat) -> Option<String> {
+    let r = &cc.spec.redis;
+    if let Some(m) = &r.max_memory {
+        return Some(m.clone());
+    }
+    let resources = r
+        .resources
+        .clone()
+        .unwrap_or_else(defaults::redis_resources);
+    let limit = resources.limits?.get("memory").cloned()?;
+    quantity_bytes(&limit.0).map(|b| (b / 4 * 3).to_string())
+}
+
+/// Bytes of a whole Kubernetes memory quantity (`256Mi`, `1G`, `1000000`); `None` for forms
+/// it does not cover (fractions, exponents), which then set no maxmemory.
+fn quantity_bytes(q: &str) -> Option<u64> {
+    let split = q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len());
+    let (digits, suffix) = q.split_at(split);
+    let factor: u64 = match suffix {
+        "" => 1,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(factor)
 }
 
 /// REDIS_PASSWORD for the start script and REDISCLI_AUTH so the probe's redis-cli
@@ -187,12 +266,18 @@ fn volume_claim(cc: &CanvasChat, names: &Names) -> PersistentVolumeClaim {
 
 pub fn statefulset(cc: &CanvasChat, names: &Names, password_hash: Option<&str>) -> StatefulSet {
     let r = &cc.spec.redis;
+    let sentinels = sentinel_mode(cc);
+    let ready_check = if sentinels {
+        sentinel::REDIS_READY_SENTINEL_MODE
+    } else {
+        r#"test "$(redis-cli -h 127.0.0.1 ping)" = PONG"#
+    };
     let ping = Probe {
         exec: Some(ExecAction {
             command: Some(vec![
                 "sh".to_owned(),
                 "-c".to_owned(),
-                r#"test "$(redis-cli -h 127.0.0.1 ping)" = PONG"#.to_owned(),
+                ready_check.to_owned(),
             ]),
         }),
         period_seconds: Some(5),
@@ -200,12 +285,16 @@ pub fn statefulset(cc: &CanvasChat, names: &Names, password_hash: Option<&str>) 
         failure_threshold: Some(3),
         ..Default::default()
     };
+    let mut env = password_env(cc);
+    if sentinels {
+        env.extend(sentinel::topology_env(cc, names));
+    }
     let container = Container {
         name: "redis".to_owned(),
         image: Some(r.image.clone().unwrap_or_else(defaults::redis_image)),
         image_pull_policy: Some(r.image_pull_policy.as_str().to_owned()),
         command: Some(command(cc)),
-        env: Some(password_env(cc)),
+        env: Some(env.clone()),
         ports: Some(vec![ContainerPort {
             name: Some("redis".to_owned()),
             container_port: REDIS_PORT,
@@ -241,17 +330,35 @@ pub fn statefulset(cc: &CanvasChat, names: &Names, password_hash: Option<&str>) 
         }]),
         ..Default::default()
     };
-    let (volumes, claims) = if r.storage.enabled {
-        (None, Some(vec![volume_claim(cc, names)]))
-    } else {
-        (
-            Some(vec![Volume {
-                name: DATA_VOLUME.to_owned(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
+    let mut containers = vec![container];
+    let mut volumes = Vec::new();
+    if sentinels {
+        containers.push(sentinel_container(cc, env));
+        volumes.push(Volume {
+            name: SENTINEL_VOLUME.to_owned(),
+            // Memory-backed: the config holds the password.
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".to_owned()),
+                size_limit: Some(Quantity("1Mi".to_owned())),
                 ..Default::default()
-            }]),
-            None,
-        )
+            }),
+            ..Default::default()
+        });
+    }
+    let claims = if r.storage.enabled {
+        Some(vec![volume_claim(cc, names)])
+    } else {
+        volumes.push(Volume {
+            name: DATA_VOLUME.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        });
+        None
+    };
+    let affinity = match (&r.scheduling.affinity, sentinels) {
+        (Some(a), _) => Some(a.clone()),
+        (None, true) => Some(sentinel::default_affinity(names)),
+        (None, false) => None,
     };
     let when_deleted = if r.storage.retain_on_delete {
         "Retain"
@@ -261,7 +368,7 @@ pub fn statefulset(cc: &CanvasChat, names: &Names, password_hash: Option<&str>) 
     StatefulSet {
         metadata: child_meta(cc, names, names.redis(), Component::Redis),
         spec: StatefulSetSpec {
-            replicas: Some(1),
+            replicas: Some(r.pod_count()),
             service_name: Some(names.redis_headless()),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(names, Component::Redis)),
@@ -282,7 +389,7 @@ pub fn statefulset(cc: &CanvasChat, names: &Names, password_hash: Option<&str>) 
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
-                    containers: vec![container],
+                    containers,
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     termination_grace_period_seconds: Some(30),
@@ -293,10 +400,10 @@ pub fn statefulset(cc: &CanvasChat, names: &Names, password_hash: Option<&str>) 
                     ),
                     image_pull_secrets: image_pull_secrets(cc),
                     node_selector: non_empty(&r.scheduling.node_selector),
-                    affinity: r.scheduling.affinity.clone(),
+                    affinity,
                     tolerations: (!r.scheduling.tolerations.is_empty())
                         .then(|| r.scheduling.tolerations.clone()),
-                    volumes,
+                    volumes: (!volumes.is_empty()).then_some(volumes),
                     ..Default::default()
                 }),
             },
@@ -304,5 +411,67 @@ pub fn statefulset(cc: &CanvasChat, names: &Names, password_hash: Option<&str>) 
             ..Default::default()
         },
         ..Default::default()
+    }
+}
+
+/// The Sentinel beside Redis: same image, same password variables and topology, its own
+/// small memory budget.
+fn sentinel_container(cc: &CanvasChat, env: Vec<EnvVar>) -> Container {
+    let r = &cc.spec.redis;
+    Container {
+        name: "sentinel".to_owned(),
+        image: Some(r.image.clone().unwrap_or_else(defaults::redis_image)),
+        image_pull_policy: Some(r.image_pull_policy.as_str().to_owned()),
+        command: Some(vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            sentinel::sentinel_start_script(),
+        ]),
+        env: Some(env),
+        ports: Some(vec![ContainerPort {
+            name: Some("sentinel".to_owned()),
+            container_port: sentinel::SENTINEL_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..Default::default()
+        }]),
+        resources: Some(sentinel::resources()),
+        security_context: Some(
+            r.security_context
+                .clone()
+                .unwrap_or_else(defaults::container_security_context),
+        ),
+        readiness_probe: Some(sentinel::sentinel_readiness()),
+        liveness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String("sentinel".to_owned()),
+                ..Default::default()
+            }),
+            initial_delay_seconds: Some(5),
+            period_seconds: Some(10),
+            timeout_seconds: Some(2),
+            failure_threshold: Some(3),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: SENTINEL_VOLUME.to_owned(),
+            mount_path: sentinel::SENTINEL_DIR.to_owned(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod quantity_tests {
+    use super::quantity_bytes;
+
+    #[test]
+    fn memory_quantities_in_bytes() {
+        assert_eq!(quantity_bytes("256Mi"), Some(256 << 20));
+        assert_eq!(quantity_bytes("1G"), Some(1_000_000_000));
+        assert_eq!(quantity_bytes("1000"), Some(1000));
+        assert_eq!(quantity_bytes("1.5Gi"), None);
+        assert_eq!(quantity_bytes("1e9"), None);
+        assert_eq!(quantity_bytes("99999999999999Ti"), None);
     }
 }
