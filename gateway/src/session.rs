@@ -215,10 +215,13 @@ async fn refuse(mut socket: WebSocket, refusal: Refusal) {
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
 }
 
-/// Seconds from now until a unix time, as a deadline.
+/// Seconds from now until a unix time, as a deadline; capped at a year, so an `exp` far in
+/// the future cannot overflow the clock.
 fn deadline_at(unix_seconds: u64) -> tokio::time::Instant {
+    const MAX_AHEAD_SECONDS: u64 = 365 * 86_400;
     let now = jsonwebtoken::get_current_timestamp();
-    tokio::time::Instant::now() + Duration::from_secs(unix_seconds.saturating_sub(now))
+    let ahead = unix_seconds.saturating_sub(now).min(MAX_AHEAD_SECONDS);
+    tokio::time::Instant::now() + Duration::from_secs(ahead)
 }
 
 struct Session {

@@ -607,6 +607,15 @@ async fn es256_with_a_p256_public_key_file() {
     let token = sign(claims.clone(), &Header::new(Algorithm::ES256), &signing);
     let (_c, sync) = join_with(&g, "x", "c", &token).await;
     assert_eq!(users(&sync), ["ec-user"]);
+    // An exp at the end of time neither panics nor overflows the expiry timer.
+    let forever = sign(
+        json!({"sub":"forever","exp":u64::MAX}),
+        &Header::new(Algorithm::ES256),
+        &signing,
+    );
+    let (mut lasting, _) = join_with(&g, "x", "c", &forever).await;
+    lasting.chat("still", 0.0, 0.0, "f1").await;
+    assert_eq!(lasting.recv_type("ack").await["client_msg_id"], "f1");
     let confused = sign(
         claims,
         &Header::new(Algorithm::HS256),
