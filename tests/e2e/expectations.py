@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
         "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
     },
     "redis": {
+        "mode": "standalone",
         "image": "redis:7.4-alpine",
         "appendOnly": True,
         "storage": {"enabled": True, "size": "1Gi"},
@@ -78,6 +79,9 @@ def expected_children(chat: dict[str, Any]) -> dict[str, str]:
     services = {f"{name}-redis": "services", f"{name}-gateway": "services"}
     out = [(n, r) for n, r in children.items()] + [(n, r) for n, r in services.items()]
     out.append((f"{name}-redis", "networkpolicies.networking.k8s.io"))
+    if spec["redis"]["mode"] == "sentinel":
+        out.append((f"{name}-redis-sentinel", "services"))
+        out.append((f"{name}-redis", "poddisruptionbudgets.policy"))
     if not spec["redis"].get("passwordSecretRef"):
         out.append((f"{name}-redis-auth", "secrets"))
     config_map = current_config_map(chat)
@@ -221,13 +225,20 @@ def assert_children(chat: dict[str, Any]) -> dict[str, dict[str, Any]]:
         f"CANVASCHAT_ALLOWED_ORIGINS={env.get('CANVASCHAT_ALLOWED_ORIGINS')!r}, want {origins!r}"
     )
     redis_url = env.get("CANVASCHAT_REDIS_URL", "")
-    assert f"{name}-redis" in redis_url and redis_url.startswith("redis://"), (
-        f"CANVASCHAT_REDIS_URL={redis_url!r} does not point at the {name}-redis Service"
-    )
-
     redis = spec["redis"]
+    sentinel = redis["mode"] == "sentinel"
+    pods = redis.get("replicas", 3 if sentinel else 1)
+    if sentinel:
+        assert redis_url.startswith(f"redis-sentinel://{name}-redis-0.{name}-redis-headless.") and redis_url.count(":26379") == pods, (
+            f"CANVASCHAT_REDIS_URL={redis_url!r} does not list the {pods} Sentinels of {name}-redis"
+        )
+    else:
+        assert f"{name}-redis" in redis_url and redis_url.startswith("redis://"), (
+            f"CANVASCHAT_REDIS_URL={redis_url!r} does not point at the {name}-redis Service"
+        )
+
     sts = children[f"statefulsets.apps/{name}-redis"]
-    assert sts["spec"]["replicas"] == 1
+    assert sts["spec"]["replicas"] == pods
     assert sts["spec"]["serviceName"] == f"{name}-redis-headless"
     redis_container = sts["spec"]["template"]["spec"]["containers"][0]
     assert redis_container["image"] == redis["image"]
