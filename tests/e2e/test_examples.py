@@ -10,6 +10,7 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import REPO, load_example, wait_ready
+from crds import ROUTE_CRD, install_crds
 from expectations import assert_children, expected_url
 from kube import apply, condition, get, kubectl
 
@@ -27,8 +28,8 @@ def node_labels_needed(chats: list[dict[str, Any]]) -> dict[str, str]:
 
 @pytest.fixture
 def prerequisites(namespace: str) -> Iterator[Any]:
-    """What an example's comments ask the user to prepare: the Redis password Secret, and
-    nodes carrying the labels its nodeSelectors name (removed again afterwards)."""
+    """What an example's comments ask the user to prepare: the Redis password Secret, the
+    Gateway API CRDs, and nodes carrying the labels its nodeSelectors name (removed again afterwards)."""
     labelled: list[str] = []
 
     def prepare(chats: list[dict[str, Any]], docs: list[dict[str, Any]]) -> None:
@@ -40,6 +41,9 @@ def prerequisites(namespace: str) -> Iterator[Any]:
                     "create", "secret", "generic", ref["name"], "-n", namespace,
                     f"--from-literal={ref.get('key', 'password')}={secrets.token_hex(24)}",
                 )
+        if any((chat.get("spec") or {}).get("httpRoute") for chat in chats):
+            # A cluster with Gateway API (no Gateway controller needed for Ready).
+            install_crds("gateway-api", ROUTE_CRD)
         for key, value in node_labels_needed(chats).items():
             kubectl("label", "nodes", "--all", "--overwrite", f"{key}={value}")
             labelled.append(key)

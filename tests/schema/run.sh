@@ -31,6 +31,16 @@ if [ -z "$helm" ]; then
 fi
 [ -x "$helm" ] || { say "helm $helm is not executable"; exit 1; }
 
+# The Gateway API and Prometheus Operator CRDs, to check rendered HTTPRoutes and PodMonitors.
+crd_files=
+for crd in gateway-api/gateway.networking.k8s.io_httproutes prometheus-operator/monitoring.coreos.com_podmonitors; do
+    component=${crd%%/*}
+    bin=$("$repo/tests/controlplane/build.sh" "$component" | tail -n 1) ||
+        { say "cannot fetch the $component CRDs (tests/controlplane/build.sh $component)"; exit 1; }
+    crd_files=$crd_files${crd_files:+:}$(dirname "$bin")/crds/$crd.yaml
+done
+export CANVASCHAT_SCHEMA_CRD_FILES=$crd_files
+
 status=0
 "$venv/bin/python" "$repo/tests/schema/validate.py" "$operator" "$repo" "$helm" | tee "${TMPDIR:-/tmp}/canvaschat-schema.$$" || status=$?
 summary=$(tail -n 1 "${TMPDIR:-/tmp}/canvaschat-schema.$$")

@@ -6,7 +6,9 @@
   CanvasChat in examples/ and refuses every tests/schema/bad/schema-*.yaml;
 - tests/schema/bad/cel-*.yaml pass the structural schema (only a CEL rule catches them; the
   e2e suite checks those against a real API server) and `render` refuses every bad file;
-- `helm lint` passes and every object `helm template` renders is valid Kubernetes.
+- `helm lint` passes and every object `helm template` renders is valid Kubernetes;
+- rendered objects of CRD kinds (HTTPRoute, PodMonitor) are valid against the real CRDs in the
+  files of CANVASCHAT_SCHEMA_CRD_FILES (colon-separated; run.sh fetches them).
 
 Usage: validate.py OPERATOR_BINARY REPO_ROOT [HELM_BINARY]
 """
@@ -14,6 +16,7 @@ Usage: validate.py OPERATOR_BINARY REPO_ROOT [HELM_BINARY]
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -74,7 +77,37 @@ def structural_to_jsonschema(node: Any) -> Any:
     return out
 
 
+def crd_validators() -> dict[tuple[str, str], jsonschema.Draft7Validator]:
+    """(apiVersion, kind) -> validator of every served version of the CRDs in
+    CANVASCHAT_SCHEMA_CRD_FILES."""
+    out: dict[tuple[str, str], jsonschema.Draft7Validator] = {}
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    # Upstream CRDs hold a bare `=` (YAML's value tag) in an enum; it is the string "=".
+    loader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+    for path in filter(None, os.environ.get("CANVASCHAT_SCHEMA_CRD_FILES", "").split(":")):
+        for crd in yaml.load_all(Path(path).read_text(), Loader=loader):
+            if not crd or crd.get("kind") != "CustomResourceDefinition":
+                continue
+            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+            for version in crd["spec"]["versions"]:
+                if not version.get("served"):
+                    continue
+                schema = structural_to_jsonschema(version["schema"]["openAPIV3Schema"])
+                schema.setdefault("properties", {})["metadata"] = {"type": "object"}
+                out[(f"{group}/{version['name']}", kind)] = jsonschema.Draft7Validator(schema)
+    return out
+
+
+CRD_VALIDATORS = crd_validators()
+
+
 def k8s_valid(doc: dict[str, Any]) -> None:
+    validator = CRD_VALIDATORS.get((doc.get("apiVersion", ""), doc.get("kind", "")))
+    if validator is not None:
+        errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
+        if errors:
+            raise AssertionError("; ".join(f"{'.'.join(map(str, e.path))}: {e.message}" for e in errors))
+        return
     for version in K8S_VERSIONS:
         kubernetes_validate.validate(doc, version, strict=True)
 

@@ -13,9 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
-    BuildOptions, CONFIG_HASH_ANNOTATION, Component, GATEWAY_PORT, GATEWAY_SERVICE_PORT, Names,
-    SECRET_HASH_ANNOTATION, child_meta, image_pull_secrets, labels, non_empty, password_secret,
-    selector_labels,
+    BuildOptions, CONFIG_HASH_ANNOTATION, Component, GATEWAY_METRICS_PORT, GATEWAY_PORT,
+    GATEWAY_SERVICE_PORT, METRICS_PORT_NAME, Names, SECRET_HASH_ANNOTATION, child_meta,
+    image_pull_secrets, labels, non_empty, password_secret, selector_labels,
 };
 
 /// Seconds added to the gateway's drain time for terminationGracePeriodSeconds, so the
@@ -95,12 +95,22 @@ pub fn deployment(
                 .unwrap_or_else(|| options.gateway_image.clone()),
         ),
         image_pull_policy: Some(g.image_pull_policy.as_str().to_owned()),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".to_owned()),
-            container_port: GATEWAY_PORT,
-            protocol: Some("TCP".to_owned()),
-            ..Default::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".to_owned()),
+                container_port: GATEWAY_PORT,
+                protocol: Some("TCP".to_owned()),
+                ..Default::default()
+            },
+            // The admin listener (CANVASCHAT_ADMIN_LISTEN, default 0.0.0.0:9090) serving
+            // /metrics; not behind the Service, scraped by the PodMonitor.
+            ContainerPort {
+                name: Some(METRICS_PORT_NAME.to_owned()),
+                container_port: GATEWAY_METRICS_PORT,
+                protocol: Some("TCP".to_owned()),
+                ..Default::default()
+            },
+        ]),
         env_from: Some(vec![EnvFromSource {
             config_map_ref: Some(ConfigMapEnvSource {
                 name: config_map.to_owned(),
