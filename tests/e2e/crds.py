@@ -18,7 +18,8 @@ def crds_dir(component: str) -> Path:
     out = subprocess.run(
         [str(REPO / "tests/controlplane/build.sh"), component], check=True, capture_output=True, text=True
     ).stdout.strip().splitlines()[-1]
-    return Path(out).parent / "crds" / component
+    # The set links to the component's cache; kubectl reads a linked directory as a file.
+    return (Path(out).parent / "crds" / component).resolve()
 
 
 def served(crd: str) -> bool:

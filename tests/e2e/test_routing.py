@@ -49,11 +49,12 @@ def test_http_route_created_reported_and_removed(namespace: str, gateway_api: No
     owners = obj["metadata"].get("ownerReferences") or []
     assert any(o["kind"] == "CanvasChat" and o["name"] == "chat" and o.get("controller") for o in owners), owners
 
-    def pending() -> None:
+    def pending() -> bool:
         chat = get_chat(namespace, "chat")
         cond = condition(chat, "RouteAccepted")
         assert cond and cond["status"] == "False" and cond["reason"] == "Pending", f"RouteAccepted is {cond}"
         assert chat["status"].get("url") == f"http://{hostname}", chat["status"].get("url")
+        return True
 
     eventually(pending, timeout=60, what="RouteAccepted Pending before any Gateway answered")
 
@@ -70,9 +71,10 @@ def test_http_route_created_reported_and_removed(namespace: str, gateway_api: No
     }]}}
     kubectl("patch", ROUTE_CRD, "chat", "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps(parent_status))
 
-    def accepted() -> None:
+    def accepted() -> bool:
         cond = condition(get_chat(namespace, "chat"), "RouteAccepted")
         assert cond and cond["status"] == "True" and cond["reason"] == "Accepted", f"RouteAccepted is {cond}"
+        return True
 
     eventually(accepted, timeout=60, what="RouteAccepted True from the route's status")
 
@@ -82,11 +84,12 @@ def test_http_route_created_reported_and_removed(namespace: str, gateway_api: No
 
     kubectl("patch", "canvaschat", "chat", "-n", namespace, "--type=json", "-p", '[{"op": "remove", "path": "/spec/httpRoute"}]')
 
-    def removed() -> None:
+    def removed() -> bool:
         assert get(ROUTE_CRD, "chat", namespace) is None, "HTTPRoute chat still exists"
         chat = get_chat(namespace, "chat")
         assert condition(chat, "RouteAccepted") is None, "RouteAccepted stays without httpRoute"
         assert chat["status"].get("url") == f"http://chat-gateway.{namespace}.svc"
+        return True
 
     eventually(removed, timeout=60, what="HTTPRoute deleted with spec.httpRoute")
 
