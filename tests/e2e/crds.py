@@ -30,10 +30,13 @@ def served(crd: str) -> bool:
         return False
 
 
-def install_crds(component: str, crd: str) -> None:
-    if not served(crd):
+def install_crds(component: str, crd: str) -> bool:
+    """Installs the CRDs unless served; returns whether it installed them."""
+    installed = not served(crd)
+    if installed:
         kubectl("apply", "--server-side", "-f", str(crds_dir(component)), timeout=120)
     kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    return installed
 
 
 def host() -> str:

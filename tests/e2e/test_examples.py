@@ -27,7 +27,7 @@ def node_labels_needed(chats: list[dict[str, Any]]) -> dict[str, str]:
 
 
 @pytest.fixture
-def prerequisites(namespace: str) -> Iterator[Any]:
+def prerequisites(namespace: str, operator: Any) -> Iterator[Any]:
     """What an example's comments ask the user to prepare: the Redis password Secret, the
     Gateway API CRDs, and nodes carrying the labels its nodeSelectors name (removed again afterwards)."""
     labelled: list[str] = []
@@ -42,8 +42,10 @@ def prerequisites(namespace: str) -> Iterator[Any]:
                     f"--from-literal={ref.get('key', 'password')}={secrets.token_hex(24)}",
                 )
         if any((chat.get("spec") or {}).get("httpRoute") for chat in chats):
-            # A cluster with Gateway API (no Gateway controller needed for Ready).
-            install_crds("gateway-api", ROUTE_CRD)
+            # A cluster with Gateway API (no Gateway controller needed for Ready); an operator
+            # started before the CRDs finds them within its retries, a restarted one at once.
+            if install_crds("gateway-api", ROUTE_CRD):
+                operator.restart()
         for key, value in node_labels_needed(chats).items():
             kubectl("label", "nodes", "--all", "--overwrite", f"{key}={value}")
             labelled.append(key)
