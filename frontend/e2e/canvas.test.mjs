@@ -3,55 +3,14 @@
 // Chromium pages against two real gateway replicas sharing a real Redis.
 
 import assert from 'node:assert/strict';
-import { appendFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { checkA11y } from './axe.mjs';
-import { artifactsDir, launchBrowser, startGateway, startRedis, waitFor } from './harness.mjs';
+import { waitFor } from './harness.mjs';
+import { replicaSuite } from './suite.mjs';
 import { canvasBox, joinAs, messageFrom, viewportOf, waitOnline, writeAt } from './page.mjs';
 
 const RUN = Date.now().toString(36);
 
-let logDir;
-let redis;
-let gateways = [];
-let browser;
-const pageErrors = [];
-
-function shot(page, name) {
-  return page.screenshot({ path: join(logDir, `canvas-${name}.png`) });
-}
-
-/** A test that, when it fails, saves a screenshot of every open page before failing. */
-function step(title, body) {
-  const slug = title.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 40);
-  it(title, async () => {
-    try {
-      await body();
-    } catch (e) {
-      for (const [i, page] of (browser?.pages() ?? []).entries()) {
-        await shot(page, `failed-${slug}-${i}`).catch(() => {});
-      }
-      throw e;
-    }
-  });
-}
-
-async function newPage(label, { phone = false } = {}) {
-  const page = await browser.newPage();
-  page.on('pageerror', (e) => pageErrors.push(`${label}: ${e.message}`));
-  page.on('console', (m) => appendFileSync(join(logDir, 'browser-console.log'), `[${label}] ${m.type()}: ${m.text()}\n`));
-  if (phone) {
-    await page.setViewportSize({ width: 390, height: 844 });
-    const cdp = await page.context().newCDPSession(page);
-    await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: true, maxTouchPoints: 5 });
-    page.tapAt = async (x, y) => {
-      await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: [{ x, y, id: 0 }] });
-      await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
-    };
-  }
-  return page;
-}
 
 function centre(box) {
   return { x: box.x + box.width / 2, y: box.y + box.height / 2 };
@@ -65,29 +24,15 @@ async function anchorInside(page, locator) {
 }
 
 describe('finding activity on the canvas, against two gateway replicas', { timeout: 180_000 }, () => {
-  before(async () => {
-    logDir = artifactsDir();
-    redis = await startRedis(logDir);
-    gateways = [
-      await startGateway('canvas-gateway-1', { redisUrl: redis.url, logDir }),
-      await startGateway('canvas-gateway-2', { redisUrl: redis.url, logDir }),
-    ];
-    browser = await launchBrowser();
-  });
-
-  after(async () => {
-    await browser?.cleanup();
-    for (const g of gateways) await g.stop();
-    await redis?.stop();
-    redis?.cleanup();
-  });
+  const suite = replicaSuite('canvas');
+  const { step, shot, newPage, pageErrors } = suite;
 
   step("a desktop page writes far outside a phone's view: the phone shows an edge marker that pans there when tapped", async () => {
     const channel = `edges-${RUN}`;
     const desk = await newPage('desk');
-    await joinAs(desk, gateways[0].origin, 'desk', channel);
+    await joinAs(desk, suite.gateways[0].origin, 'desk', channel);
     const phone = await newPage('phone', { phone: true });
-    await joinAs(phone, gateways[1].origin, 'phone', channel);
+    await joinAs(phone, suite.gateways[1].origin, 'phone', channel);
     await waitOnline(phone, ['desk', 'phone']);
 
     const text = 'over here, far right';
@@ -106,7 +51,7 @@ describe('finding activity on the canvas, against two gateway replicas', { timeo
     assert.ok(m.x > canvas.x + canvas.width - 60, `marker at the right edge (x ${m.x})`);
     assert.ok(m.x < canvas.x + canvas.width, 'marker inside the view');
     await shot(phone, '01-phone-edge-marker');
-    await checkA11y(phone, 'phone-edge-marker', logDir);
+    await checkA11y(phone, 'phone-edge-marker', suite.logDir);
 
     await phone.bringToFront();
     await phone.tapAt(m.x, m.y);
@@ -126,9 +71,9 @@ describe('finding activity on the canvas, against two gateway replicas', { timeo
   step('clicking a name in the online list pans to that user; Back to start recentres', async () => {
     const channel = `follow-${RUN}`;
     const desk = await newPage('desk-follow');
-    await joinAs(desk, gateways[0].origin, 'desk', channel);
+    await joinAs(desk, suite.gateways[0].origin, 'desk', channel);
     const other = await newPage('other-follow');
-    await joinAs(other, gateways[1].origin, 'other', channel);
+    await joinAs(other, suite.gateways[1].origin, 'other', channel);
     await waitOnline(desk, ['desk', 'other']);
 
     // Drag the view far away first (a drag is slow in a loaded headless browser, and the
@@ -151,7 +96,7 @@ describe('finding activity on the canvas, against two gateway replicas', { timeo
       return b !== null && Math.abs(b.x - (canvas.x + canvas.width / 2)) < 2 && Math.abs(b.y - (canvas.y + canvas.height / 2)) < 2;
     }, 2000);
     await shot(desk, '03-followed-user');
-    await checkA11y(desk, 'followed-user', logDir);
+    await checkA11y(desk, 'followed-user', suite.logDir);
     await desk.getByTestId('recentre').click();
     assert.deepEqual(await viewportOf(desk), { scale: 1, offsetX: 0, offsetY: 0 });
     assert.equal(await desk.getByTestId('recentre').count(), 0, 'the control goes away at the start');
@@ -175,9 +120,9 @@ describe('finding activity on the canvas, against two gateway replicas', { timeo
       if (routes.length > 1) await held;
       ws.connectToServer();
     });
-    await joinAs(moved, gateways[0].origin, 'moved', channel);
+    await joinAs(moved, suite.gateways[0].origin, 'moved', channel);
     const peer = await newPage('peer');
-    await joinAs(peer, gateways[1].origin, 'peer', channel);
+    await joinAs(peer, suite.gateways[1].origin, 'peer', channel);
     await waitOnline(moved, ['moved', 'peer']);
 
     await moved.evaluate(() => {
@@ -215,12 +160,12 @@ describe('finding activity on the canvas, against two gateway replicas', { timeo
 
   step('the accessibility check itself fails on a serious violation', async () => {
     const page = await newPage('axe-self-check');
-    await page.goto(`${gateways[0].origin}/?channel=axe-${RUN}`);
+    await page.goto(`${suite.gateways[0].origin}/?channel=axe-${RUN}`);
     await page.evaluate(() => {
       const b = document.createElement('button');
       document.body.append(b); // a button with no accessible name: "critical" in axe
     });
-    await assert.rejects(checkA11y(page, 'self-check', logDir), /button-name/);
+    await assert.rejects(checkA11y(page, 'self-check', suite.logDir), /button-name/);
     await page.close();
   });
 

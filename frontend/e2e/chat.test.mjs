@@ -2,92 +2,46 @@
 // real Redis. Run with `npm run e2e` (see README.md for the gateway binary it needs).
 
 import assert from 'node:assert/strict';
-import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { checkA11y } from './axe.mjs';
-import { artifactsDir, launchBrowser, startGateway, startRedis, waitFor } from './harness.mjs';
+import { artifactsDir, launchBrowser, startGateway, waitFor } from './harness.mjs';
+import { replicaSuite } from './suite.mjs';
 import { canvasBox, connection, joinAs, messageFrom, viewportOf, waitConnected, waitOnline, writeAt } from './page.mjs';
 
 const CHANNEL = `e2e-${Date.now().toString(36)}`;
 const RATE_LIMIT = 8;
 const FADE_MS = 5000;
 
-let logDir;
-let redis;
-let gateways = [];
-let browser;
-const pageErrors = [];
-
-/** A test that, when it fails, saves a screenshot of every open page before failing. */
-function step(title, body) {
-  const slug = title.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 40);
-  it(title, async () => {
-    try {
-      await body();
-    } catch (e) {
-      for (const [i, page] of (browser?.pages() ?? []).entries()) {
-        await shot(page, `failed-${slug}-${i}`).catch(() => {});
-      }
-      throw e;
-    }
-  });
-}
-
-function shot(page, name) {
-  return page.screenshot({ path: join(logDir, `${name}.png`) });
-}
-
-async function newPage(label) {
-  const page = await browser.newPage();
-  page.on('pageerror', (e) => pageErrors.push(`${label}: ${e.message}`));
-  page.on('console', (m) => appendFileSync(join(logDir, 'browser-console.log'), `[${label}] ${m.type()}: ${m.text()}\n`));
-  return page;
-}
 
 describe('CanvasChat in a real browser against two gateway replicas', { timeout: 240_000 }, () => {
   let alice; // page on replica 1
   let bob; // page on replica 2
 
-  before(async () => {
-    logDir = artifactsDir();
-    redis = await startRedis(logDir);
-    const env = { CANVASCHAT_RATE_LIMIT_PER_MINUTE: String(RATE_LIMIT) };
-    gateways = [
-      await startGateway('gateway-1', { redisUrl: redis.url, logDir, env }),
-      await startGateway('gateway-2', { redisUrl: redis.url, logDir, env }),
-    ];
-    browser = await launchBrowser();
-  });
-
-  after(async () => {
-    await browser?.cleanup();
-    for (const g of gateways) await g.stop();
-    await redis?.stop();
-    redis?.cleanup();
-  });
+  const suite = replicaSuite('', { env: { CANVASCHAT_RATE_LIMIT_PER_MINUTE: String(RATE_LIMIT) } });
+  const { step, shot, newPage, pageErrors } = suite;
 
   step('two pages on different replicas see each other in the online list', async () => {
     alice = await newPage('alice');
-    await alice.goto(`${gateways[0].origin}/?channel=${CHANNEL}`);
+    await alice.goto(`${suite.gateways[0].origin}/?channel=${CHANNEL}`);
     const name = alice.getByLabel('Your name');
     await name.fill('not valid!');
     assert.equal(await name.getAttribute('aria-invalid'), 'true');
     assert.ok(await alice.getByRole('button', { name: `Join #${CHANNEL}` }).isDisabled());
     await shot(alice, '01-name-form-invalid');
-    await checkA11y(alice, 'name-form', logDir);
+    await checkA11y(alice, 'name-form', suite.logDir);
     await name.fill('alice');
     await alice.getByRole('button', { name: `Join #${CHANNEL}` }).click();
     await waitConnected(alice);
 
     bob = await newPage('bob');
-    await joinAs(bob, gateways[1].origin, 'bob', CHANNEL);
+    await joinAs(bob, suite.gateways[1].origin, 'bob', CHANNEL);
 
     await waitOnline(alice, ['alice', 'bob']);
     await waitOnline(bob, ['alice', 'bob']);
     assert.equal(await bob.getByTestId('online-count').textContent(), '2 online');
     await shot(alice, '02-both-online');
-    await checkA11y(alice, 'connected', logDir);
+    await checkA11y(alice, 'connected', suite.logDir);
   });
 
   step('click, type and Enter on one page shows the text at the same canvas spot on the other, then it fades', async () => {
@@ -118,7 +72,7 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     assert.ok(Math.abs(aBox.y - aCanvas.y - (bBox.y - bCanvas.y)) < 1, 'same y on both canvases');
     await shot(alice, '03-message-sender');
     await shot(bob, '04-message-receiver');
-    await checkA11y(bob, 'message-shown', logDir);
+    await checkA11y(bob, 'message-shown', suite.logDir);
 
     await seen.waitFor({ state: 'detached', timeout: FADE_MS + 3000 });
     const visibleFor = Date.now() - appearedAt;
@@ -134,7 +88,7 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     const composer = alice.getByTestId('composer');
     await composer.waitFor();
     assert.ok(await composer.evaluate((el) => el === document.activeElement), 'the composer has focus');
-    await checkA11y(alice, 'composer-open', logDir);
+    await checkA11y(alice, 'composer-open', suite.logDir);
     await alice.keyboard.type('never sent');
     await alice.keyboard.press('Escape');
     await composer.waitFor({ state: 'detached' });
@@ -159,7 +113,7 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     await bob.emulateMedia({ reducedMotion: 'no-preference' });
 
     const link = await alice.getByRole('button', { name: 'Copy link' }).getAttribute('data-link');
-    assert.equal(link, `${gateways[0].origin}/?channel=${CHANNEL}`);
+    assert.equal(link, `${suite.gateways[0].origin}/?channel=${CHANNEL}`);
   });
 
   step('positions stay in canvas coordinates after zooming and panning', async () => {
@@ -211,7 +165,7 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
 
   step('a restarted gateway: the page reconnects by itself, sends what was typed offline, keeps working', async () => {
     bob = await newPage('bob');
-    await bob.goto(`${gateways[1].origin}/?channel=${CHANNEL}`);
+    await bob.goto(`${suite.gateways[1].origin}/?channel=${CHANNEL}`);
     // A new tab offers the remembered name; Enter keeps it.
     assert.equal(await bob.getByLabel('Your name').inputValue(), 'bob');
     await bob.getByLabel('Your name').press('Enter');
@@ -219,21 +173,21 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     await waitOnline(bob, ['alice', 'bob']);
     await waitOnline(alice, ['alice', 'bob']);
 
-    await gateways[0].stop();
+    await suite.gateways[0].stop();
     await alice.locator('[data-testid="connection"][data-status="reconnecting"]').waitFor({ timeout: 10_000 });
     assert.match(await connection(alice).textContent(), /Reconnecting in \d+ s/);
     assert.equal(await alice.getByTestId('online-count').textContent(), 'Offline');
     await shot(alice, '07-reconnecting');
-    await checkA11y(alice, 'reconnecting', logDir);
+    await checkA11y(alice, 'reconnecting', suite.logDir);
 
     const offline = 'typed while offline';
     await writeAt(alice, 300, 420, offline);
     await alice.locator('[data-testid="message"][data-status="queued"]', { hasText: offline }).waitFor();
     await shot(alice, '08-queued-offline');
-    await checkA11y(alice, 'queued-offline', logDir);
+    await checkA11y(alice, 'queued-offline', suite.logDir);
     await waitOnline(bob, ['bob'], 15_000);
 
-    await gateways[0].startAndWait();
+    await suite.gateways[0].startAndWait();
     await waitConnected(alice, 40_000);
     await messageFrom(bob, 'alice', offline).waitFor({ timeout: 10_000 });
     await alice.locator('[data-testid="message"][data-status="sent"]', { hasText: offline }).waitFor({ timeout: 5000 });
@@ -249,7 +203,7 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
   step('a rate-limited message shows the server error with a retry button, also on a phone-sized page', async () => {
     const carol = await newPage('carol');
     await carol.setViewportSize({ width: 390, height: 844 });
-    await carol.goto(`${gateways[1].origin}/?channel=${CHANNEL}-limits`);
+    await carol.goto(`${suite.gateways[1].origin}/?channel=${CHANNEL}-limits`);
     await carol.getByLabel('Your name').fill('carol');
     await carol.getByRole('button', { name: `Join #${CHANNEL}-limits` }).click();
     await waitConnected(carol);
@@ -273,7 +227,7 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     assert.match(error, /^Not sent: .+/);
     assert.equal(await failed.first().getByRole('button', { name: 'Retry' }).count(), 1);
     await shot(carol, '10-phone-rate-limited');
-    await checkA11y(carol, 'phone-failed-message', logDir);
+    await checkA11y(carol, 'phone-failed-message', suite.logDir);
     await carol.close();
   });
 
@@ -282,7 +236,7 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
     await page.setViewportSize({ width: 390, height: 844 });
     const cdp = await page.context().newCDPSession(page);
     await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: true, maxTouchPoints: 5 });
-    await page.goto(`${gateways[1].origin}/?channel=${CHANNEL}-touch`);
+    await page.goto(`${suite.gateways[1].origin}/?channel=${CHANNEL}-touch`);
     await page.getByRole('button', { name: `Join #${CHANNEL}-touch` }).click();
     await waitConnected(page);
     const box = await canvasBox(page);
@@ -324,8 +278,10 @@ describe('CanvasChat in a real browser against two gateway replicas', { timeout:
 });
 
 describe("the README's local run: one gateway with its embedded broker, two windows of one browser", { timeout: 120_000 }, () => {
+  let logDir;
   let gateway;
   let context;
+  const shot = (page, name) => page.screenshot({ path: join(logDir, `${name}.png`) });
 
   before(async () => {
     logDir = artifactsDir();

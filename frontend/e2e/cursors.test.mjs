@@ -3,64 +3,18 @@
 // against two real gateway replicas sharing a real Redis.
 
 import assert from 'node:assert/strict';
-import { appendFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { checkA11y } from './axe.mjs';
-import { artifactsDir, launchBrowser, startGateway, startRedis, waitFor } from './harness.mjs';
+import { waitFor } from './harness.mjs';
+import { replicaSuite } from './suite.mjs';
 import { canvasBox, joinAs, waitOnline } from './page.mjs';
 
 const RUN = Date.now().toString(36);
 
-let logDir;
-let redis;
-let gateways = [];
-let browser;
-const pageErrors = [];
-
-function shot(page, name) {
-  return page.screenshot({ path: join(logDir, `cursors-${name}.png`) });
-}
-
-/** A test that, when it fails, saves a screenshot of every open page before failing. */
-function step(title, body) {
-  const slug = title.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 40);
-  it(title, async () => {
-    try {
-      await body();
-    } catch (e) {
-      for (const [i, page] of (browser?.pages() ?? []).entries()) {
-        await shot(page, `failed-${slug}-${i}`).catch(() => {});
-      }
-      throw e;
-    }
-  });
-}
-
-async function newPage(label) {
-  const page = await browser.newPage();
-  page.on('pageerror', (e) => pageErrors.push(`${label}: ${e.message}`));
-  page.on('console', (m) => appendFileSync(join(logDir, 'browser-console.log'), `[${label}] ${m.type()}: ${m.text()}\n`));
-  return page;
-}
 
 describe('live cursors in a real browser, across two gateway replicas', { timeout: 120_000 }, () => {
-  before(async () => {
-    logDir = artifactsDir();
-    redis = await startRedis(logDir);
-    gateways = [
-      await startGateway('cursors-gateway-1', { redisUrl: redis.url, logDir }),
-      await startGateway('cursors-gateway-2', { redisUrl: redis.url, logDir }),
-    ];
-    browser = await launchBrowser();
-  });
-
-  after(async () => {
-    await browser?.cleanup();
-    for (const g of gateways) await g.stop();
-    await redis?.stop();
-    redis?.cleanup();
-  });
+  const suite = replicaSuite('cursors');
+  const { step, shot, newPage, pageErrors } = suite;
 
   const cursorOf = (page, user) => page.locator(`[data-testid="cursor"][data-user="${user}"]`);
 
@@ -80,9 +34,9 @@ describe('live cursors in a real browser, across two gateway replicas', { timeou
   step("two pages on different replicas see each other's cursors move, then hide when idle and go when the user leaves", async () => {
     const channel = `cursors-${RUN}`;
     const alice = await newPage('alice');
-    await joinAs(alice, gateways[0].origin, 'alice', channel);
+    await joinAs(alice, suite.gateways[0].origin, 'alice', channel);
     const bob = await newPage('bob');
-    await joinAs(bob, gateways[1].origin, 'bob', channel);
+    await joinAs(bob, suite.gateways[1].origin, 'bob', channel);
     await waitOnline(alice, ['alice', 'bob']);
 
     const a = await canvasBox(alice);
@@ -96,7 +50,7 @@ describe('live cursors in a real browser, across two gateway replicas', { timeou
     await bob.mouse.move(b.x + 640, b.y + 330, { steps: 2 });
     await waitCursorAt(alice, 'bob', 640, 330);
     await shot(bob, '01-cursor-of-alice');
-    await checkA11y(bob, 'cursors', logDir);
+    await checkA11y(bob, 'cursors', suite.logDir);
 
     // Idle for a few seconds: hidden, but still known.
     await waitFor('the idle cursor to hide', async () => (await cursorOf(bob, 'alice').getAttribute('data-idle')) !== null, 10_000);

@@ -3,64 +3,18 @@
 // reported. Chromium pages against two real gateway replicas sharing a real Redis.
 
 import assert from 'node:assert/strict';
-import { appendFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { checkA11y } from './axe.mjs';
-import { artifactsDir, launchBrowser, startGateway, startRedis, waitFor } from './harness.mjs';
+import { waitFor } from './harness.mjs';
+import { replicaSuite } from './suite.mjs';
 import { joinAs, messageFrom, waitConnected, waitOnline, writeAt } from './page.mjs';
 
 const RUN = Date.now().toString(36);
 
-let logDir;
-let redis;
-let gateways = [];
-let browser;
-const pageErrors = [];
-
-function shot(page, name) {
-  return page.screenshot({ path: join(logDir, `recovery-${name}.png`) });
-}
-
-/** A test that, when it fails, saves a screenshot of every open page before failing. */
-function step(title, body) {
-  const slug = title.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 40);
-  it(title, async () => {
-    try {
-      await body();
-    } catch (e) {
-      for (const [i, page] of (browser?.pages() ?? []).entries()) {
-        await shot(page, `failed-${slug}-${i}`).catch(() => {});
-      }
-      throw e;
-    }
-  });
-}
-
-async function newPage(label) {
-  const page = await browser.newPage();
-  page.on('pageerror', (e) => pageErrors.push(`${label}: ${e.message}`));
-  page.on('console', (m) => appendFileSync(join(logDir, 'browser-console.log'), `[${label}] ${m.type()}: ${m.text()}\n`));
-  return page;
-}
 
 describe('history recovery in a real browser, against two gateway replicas', { timeout: 180_000 }, () => {
-  before(async () => {
-    logDir = artifactsDir();
-    redis = await startRedis(logDir);
-    gateways = [
-      await startGateway('recovery-gateway-1', { redisUrl: redis.url, logDir }),
-      await startGateway('recovery-gateway-2', { redisUrl: redis.url, logDir }),
-    ];
-    browser = await launchBrowser();
-  });
-
-  after(async () => {
-    await browser?.cleanup();
-    for (const g of gateways) await g.stop();
-    await redis?.stop();
-    redis?.cleanup();
-  });
+  const suite = replicaSuite('recovery');
+  const { step, shot, newPage, pageErrors } = suite;
 
   /** Socket URLs the page opened, and the history frames it received, in order. */
   function watchSockets(page) {
@@ -84,10 +38,10 @@ describe('history recovery in a real browser, against two gateway replicas', { t
   step('a page that goes away mid-conversation and comes back shows what was sent meanwhile, once', async () => {
     const channel = `reload-${RUN}`;
     const alice = await newPage('alice');
-    await joinAs(alice, gateways[0].origin, 'alice', channel);
+    await joinAs(alice, suite.gateways[0].origin, 'alice', channel);
     const bob = await newPage('bob');
     const { urls } = watchSockets(bob);
-    await joinAs(bob, gateways[1].origin, 'bob', channel);
+    await joinAs(bob, suite.gateways[1].origin, 'bob', channel);
     await waitOnline(alice, ['alice', 'bob']);
     assert.equal(urls[0]?.searchParams.get('since'), null, 'a newcomer asks for no recovery');
 
@@ -103,7 +57,7 @@ describe('history recovery in a real browser, against two gateway replicas', { t
       await alice.locator('[data-testid="message"][data-status="sent"]', { hasText: text }).waitFor({ timeout: 5000 });
     }
 
-    await bob.goto(`${gateways[1].origin}/?channel=${channel}`);
+    await bob.goto(`${suite.gateways[1].origin}/?channel=${channel}`);
     await waitConnected(bob); // the tab kept its name and its place in the history
     const resumed = urls.at(-1);
     assert.match(resumed?.searchParams.get('since') ?? '', /^\d+$/, 'the reload resumes with since');
@@ -119,7 +73,7 @@ describe('history recovery in a real browser, against two gateway replicas', { t
       assert.equal(await m.getAttribute('data-y'), y);
     }
     await shot(bob, '01-after-reload');
-    await checkA11y(bob, 'recovered-after-reload', logDir);
+    await checkA11y(bob, 'recovered-after-reload', suite.logDir);
     // Live messages after the recovery arrive once, and nothing came twice.
     await writeAt(alice, 600, 200, 'after');
     await messageFrom(bob, 'alice', 'after').waitFor({ timeout: 5000 });
@@ -128,7 +82,7 @@ describe('history recovery in a real browser, against two gateway replicas', { t
 
     // A newcomer sees what is still on the others' screens, part-way through its fade.
     const dora = await newPage('dora');
-    await joinAs(dora, gateways[0].origin, 'dora', channel);
+    await joinAs(dora, suite.gateways[0].origin, 'dora', channel);
     const late = messageFrom(dora, 'alice', 'after');
     await late.waitFor({ timeout: 2000 });
     const delay = await late.evaluate((el) => parseFloat(getComputedStyle(el).animationDelay));
@@ -143,7 +97,7 @@ describe('history recovery in a real browser, against two gateway replicas', { t
     const channel = `lost-${RUN}`;
     const carol = await newPage('carol');
     const { urls, histories } = watchSockets(carol);
-    await joinAs(carol, gateways[0].origin, 'carol', channel);
+    await joinAs(carol, suite.gateways[0].origin, 'carol', channel);
     // The page saves its place once its history frame is in; replace it only after that.
     const key = `canvaschat.recovery.${channel}`;
     await waitFor('the page to save its place', () => carol.evaluate((k) => sessionStorage.getItem(k) !== null, key));
@@ -159,7 +113,7 @@ describe('history recovery in a real browser, against two gateway replicas', { t
     assert.equal(await carol.getByTestId('notice').count(), 0, 'not shown as an error');
     assert.equal(await carol.getByRole('alert').count(), 0, 'not announced as an alert');
     await shot(carol, '02-missed-notice');
-    await checkA11y(carol, 'missed-notice', logDir);
+    await checkA11y(carol, 'missed-notice', suite.logDir);
     await carol.getByRole('button', { name: 'OK' }).click();
     await notice.waitFor({ state: 'detached' });
 
