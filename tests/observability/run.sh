@@ -73,7 +73,15 @@ admin_url() { sed -nE 's#.*metrics on (http://127\.0\.0\.1:[0-9]+)/metrics.*#\1#
 curl -fsS --max-time 5 "$(admin_url)/metrics" > "$work/gateway.metrics"
 
 say "local control plane and operator"
-eval "$("$repo/tests/controlplane/up.sh")"
+# A component that dies at start (seen now and then, cause not found) gets one clean retry, as
+# in tests/e2e/run.sh; its first logs are kept beside the second start's.
+if ! cp_env=$("$repo/tests/controlplane/up.sh"); then
+    cp -r "$CANVASCHAT_CP_DIR/logs" "$work/controlplane-first-start-logs" 2> /dev/null || true
+    "$repo/tests/controlplane/down.sh" > /dev/null 2>&1 || true
+    say "the control plane failed to start; retrying once"
+    cp_env=$("$repo/tests/controlplane/up.sh") || { say "the local control plane did not start"; exit 1; }
+fi
+eval "$cp_env"
 PATH=$("$repo/tests/controlplane/build.sh" | tail -n 1):$PATH
 "$operator" crd | kubectl apply -f - > /dev/null
 # The operator binds the port it is given; one taken in the meantime gets it restarted on
