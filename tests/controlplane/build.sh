@@ -4,6 +4,8 @@
 # (override the root with CANVASCHAT_CP_CACHE):
 #   kubernetes  kube-apiserver, kube-controller-manager, kube-scheduler
 #   kubectl     kubectl of the same release (same wrapper module)
+#   node        kubelet and kube-proxy of the same release (same wrapper module), for
+#               up.sh --real-node
 #   etcd, kwok (with its stage file), helm, actionlint, promtool, kind
 #   gateway-api, prometheus-operator   their CRDs (no binaries), in crds/<component>/ next to
 #               the printed bin directory
@@ -19,14 +21,27 @@ components=("$@")
 
 step() { echo "controlplane: $* ($(date -u +%H:%M:%S))" >&2; }
 
-# adopt_legacy NAME WORK: cache directories of earlier versions of this script held every
-# component in one <kube version>-<hash>/bin. Their binaries are reused (hard-linked) when
-# the Go build info embedded in each, and the version it prints, prove it was built from
-# this recipe.
-adopt_legacy() {
-    local legacy pkg bin
-    for legacy in "$CP_CACHE_ROOT/$KUBE_VERSION"-*/; do
+# recipe_sum -> a hash of the current component's build flags and packages (not of its
+# wrapper module), recorded with each build.
+recipe_sum() { printf '%s\n' "${C_PKGS[@]}" "$C_OUT" "$C_TAGS" "$C_LDFLAGS" | sha256sum | cut -c1-12; }
+
+# adopt NAME WORK: reuses (hard-links) the binaries of another cache directory when the Go
+# build info embedded in each proves it was built from the pinned modules of this wrapper
+# module, and either the version it prints or the recorded recipe proves the same flags.
+# Candidates: other directories of this component of the same version (e.g. after the
+# wrapper module gained requirements for another component, which changes no module this
+# one uses) and the directories of earlier versions of this script, which held every
+# component in one <kube version>-<hash>/bin.
+adopt() {
+    local legacy pkg bin recipe
+    recipe=$(recipe_sum)
+    for legacy in "$CP_CACHE_ROOT/$1/$C_VERSION"-*/ "$CP_CACHE_ROOT/$KUBE_VERSION"-*/; do
         [ -f "$legacy/complete" ] || continue
+        if [ -f "$legacy/recipe" ]; then
+            [ "$(cat "$legacy/recipe")" = "$recipe" ] || continue
+        elif [ ${#C_PROBE[@]} = 0 ]; then
+            continue
+        fi
         for pkg in "${C_PKGS[@]}"; do
             bin=${C_OUT:-${pkg##*/}}
             if ! [ -x "$legacy/bin/$bin" ] || ! python3 "$CP_SRC_DIR/buildinfo_matches.py" \
@@ -66,7 +81,7 @@ build() {
         cp "$module_dir/${C_CRDS[1]}"/*.yaml "$work/crds/"
         chmod 644 "$work/crds"/*.yaml
         step "$1 $C_VERSION: $(find "$work/crds" -name '*.yaml' | wc -l) CRD files"
-    elif ! adopt_legacy "$1" "$work"; then
+    elif ! adopt "$1" "$work"; then
         step "building $1 $C_VERSION${2:+ ($2)}"
         local out=$work/bin/
         [ -n "$C_OUT" ] && out=$work/bin/$C_OUT
@@ -75,6 +90,7 @@ build() {
             -ldflags "$C_LDFLAGS" -o "$out" "${C_PKGS[@]}")
     fi
     if [ "$1" = kwok ]; then kwok_stages "$work"; fi
+    recipe_sum > "$work/recipe"
     touch "$work/complete"
     rm -rf "$dir"
     mv "$work" "$dir"
@@ -102,7 +118,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     for name in "${missing[@]}"; do
         hint=""
-        [ "$name" = kubernetes ] && hint="a cold build takes 10-25 minutes"
+        case $name in kubernetes | node) hint="a cold build takes 10-25 minutes" ;; esac
         build "$name" "$hint"
     done
     exec {lock}>&-

@@ -13,9 +13,9 @@ upstream_mod=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$version" |
 go_directive=$(awk '$1 == "go" {print $2; exit}' "$upstream_mod")
 
 {
-    echo "// Wrapper module: builds kube-apiserver, kube-controller-manager, kube-scheduler and kubectl"
-    echo "// from k8s.io/kubernetes, whose staging modules are required at v0.0.0 and must be"
-    echo "// replaced by their published v0.X.Y releases. Regenerate with ../gen-kubernetes-mod.sh."
+    echo "// Wrapper module: builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,"
+    echo "// kubelet and kube-proxy from k8s.io/kubernetes, whose staging modules are required at"
+    echo "// v0.0.0 and must be replaced by their published v0.X.Y releases. Regenerate with ../gen-kubernetes-mod.sh."
     echo "module canvaschat.io/tests/controlplane/kubernetes"
     echo
     echo "go $go_directive"
@@ -23,7 +23,7 @@ go_directive=$(awk '$1 == "go" {print $2; exit}' "$upstream_mod")
     echo "require k8s.io/kubernetes $version"
     echo
     echo "tool ("
-    printf '\tk8s.io/kubernetes/cmd/%s\n' kube-apiserver kube-controller-manager kube-scheduler kubectl
+    printf '\tk8s.io/kubernetes/cmd/%s\n' kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy
     echo ")"
     echo
     echo "replace ("

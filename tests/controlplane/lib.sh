@@ -33,7 +33,7 @@ component() {
     C_DIR=$1 C_OUT="" C_TAGS="" C_LDFLAGS="-s -w" C_PROBE=() C_PKGS=() C_CRDS=()
     local minor pkg
     case $1 in
-    kubernetes | kubectl)
+    kubernetes | kubectl | node)
         C_DIR=kubernetes C_VERSION=$KUBE_VERSION
         # Without the version stamp /version reports v0.0.0 and version checks (helm
         # kubeVersion, clients) fail. Both the server and client-go copies are stamped.
@@ -43,13 +43,21 @@ component() {
             C_LDFLAGS+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
             C_LDFLAGS+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
         done
-        if [ "$1" = kubernetes ]; then
+        case $1 in
+        kubernetes)
             C_TAGS=selinux,notest C_PROBE=("Kubernetes $KUBE_VERSION" --version)
             C_PKGS=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
                 k8s.io/kubernetes/cmd/kube-scheduler)
-        else
+            ;;
+        kubectl)
+            C_PROBE=("Client Version: $KUBE_VERSION" version --client)
             C_PKGS=(k8s.io/kubernetes/cmd/kubectl)
-        fi
+            ;;
+        node) # what a real node runs (up.sh --real-node); kwok needs neither
+            C_TAGS=selinux,notest C_PROBE=("Kubernetes $KUBE_VERSION" --version)
+            C_PKGS=(k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
+            ;;
+        esac
         ;;
     etcd)
         C_VERSION=$(module_version etcd go.etcd.io/etcd/server/v3)
