@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from images import dockerfile_for, parse_dockerfile, resolve
 from kube import eventually, kubectl, list_objects
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,21 +82,12 @@ def chart_service_account() -> str:
 
 
 def chart_container(pod_name: str) -> tuple[list[str], dict[str, str]]:
-    """The operator container's arguments and environment from the chart's Deployment, with
-    downward-API values filled in as the kubelet would for a pod called pod_name."""
+    """The operator container's arguments and environment from the chart's Deployment,
+    resolved against operator/Dockerfile as the kubelet and runtime would start it in a pod
+    called pod_name (downward-API values filled in); the arguments follow the program."""
     deployment = next(o for o in release_objects() if o.get("kind") == "Deployment")
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    args = list(container.get("command") or [])[1:] + list(container.get("args") or [])
-    # The metrics address is chosen per process; drop the chart's.
-    cleaned: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg == "--metrics-addr":
-            skip = True
-        elif not arg.startswith("--metrics-addr="):
-            cleaned.append(arg)
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
     env: dict[str, str] = {}
     for var in container.get("env") or []:
         if "value" in var:
@@ -110,8 +102,24 @@ def chart_container(pod_name: str) -> tuple[list[str], dict[str, str]]:
                 "spec.nodeName": "localhost",
                 "status.podIP": "127.0.0.1",
             }.get(field_path, pod_name)
+    dockerfile = dockerfile_for(container["image"])
+    assert dockerfile is not None, f"the chart's operator container runs {container['image']}, not an image of ours"
+    process = resolve(container, pod.get("securityContext") or {}, env)
+    in_image = parse_dockerfile(dockerfile).files.get("canvaschat-operator")
+    assert in_image and process.argv[0] == in_image, f"the chart's operator container runs {process.argv}, not {in_image} ({dockerfile})"
+    # The metrics address is chosen per process; drop the chart's.
+    args: list[str] = []
+    skip = False
+    for arg in process.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--metrics-addr":
+            skip = True
+        elif not arg.startswith("--metrics-addr="):
+            args.append(arg)
+    env = dict(process.env)
     env.pop("CANVASCHAT_METRICS_ADDR", None)
-    return cleaned, env
+    return args, env
 
 
 def leases() -> dict[str, str]:

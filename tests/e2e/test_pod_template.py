@@ -3,6 +3,9 @@ Redis StatefulSet's containers as local processes, with Service names mapped to 
 and pass a chat between two gateway replicas over WebSockets.
 
 This proves the configuration the operator writes is the configuration the gateway reads.
+What each container runs is resolved against the image it names (tests/e2e/images.py: the
+Dockerfile's ENTRYPOINT and CMD under the template's command and args), so a template or an
+image that would start another program fails here.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pytest
 from chat_client import chat_between
 from conftest import ARTIFACTS, REPO, TARGET
 from expectations import container_env
+from images import dockerfile_for, parse_dockerfile, resolve
 from kube import eventually, get, kubectl
 from operator_runner import free_port
 
@@ -41,12 +45,6 @@ SPEC = {
 }
 GATEWAY_BIN = Path(os.environ.get("CANVASCHAT_GATEWAY_BIN", TARGET / "release" / "canvaschat-gateway"))
 REDIS_SERVER = os.environ.get("CANVASCHAT_REDIS_SERVER", "/usr/bin/redis-server")
-
-
-def argv(container: dict[str, Any], image_entrypoint: str) -> list[str]:
-    """The container's process: command (or the image's entrypoint) followed by args."""
-    command = list(container.get("command") or [image_entrypoint])
-    return command + list(container.get("args") or [])
 
 
 @pytest.fixture
@@ -82,12 +80,14 @@ def with_option(args: list[str], option: str, value: str) -> list[str]:
     return out
 
 
-def redis_command(sts: dict[str, Any], port: int, data_dir: Path) -> list[str]:
+def redis_command(sts: dict[str, Any], namespace: str, port: int, data_dir: Path) -> list[str]:
     """The Redis container's command: `sh -c SCRIPT redis-server OPTIONS...`, where the
-    script feeds the password to redis-server on stdin. It runs as written, with the same
-    options on a private loopback port and directory, without snapshots."""
-    container = sts["spec"]["template"]["spec"]["containers"][0]
-    args = argv(container, "redis-server")
+    script feeds the password to redis-server on stdin. It runs as the runtime would start it
+    (redis is not our image, so the template must say what runs), with the same options on a
+    private loopback port and directory, without snapshots."""
+    pod = sts["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    args = resolve(container, pod.get("securityContext") or {}, container_env(pod, namespace)).argv
     assert args[:2] == ["sh", "-c"] and args[3] == "redis-server", f"unexpected Redis command: {args}"
     assert "requirepass" in args[2] and "redis-server -" in args[2], f"the start script sets no password: {args[2]}"
     options = args[4:]
@@ -104,10 +104,16 @@ def redis_env(sts: dict[str, Any], namespace: str) -> dict[str, str]:
     return env
 
 
-def gateway_env(deployment: dict[str, Any], namespace: str, redis_port: int, listen_port: int, replica: int) -> dict[str, str]:
+def gateway_process(deployment: dict[str, Any], namespace: str, redis_port: int, listen_port: int, replica: int) -> tuple[list[str], dict[str, str]]:
+    """The gateway container's process for one replica, resolved against gateway/Dockerfile
+    as the kubelet and runtime would start it, then moved to this host: the image's binary
+    and static files by their local builds, Redis and the listeners on loopback ports."""
     pod = deployment["spec"]["template"]["spec"]
-    env = container_env(pod, namespace)
     container = pod["containers"][0]
+    dockerfile = dockerfile_for(container["image"])
+    assert dockerfile is not None, f"the gateway container runs {container['image']}, not an image of ours"
+    image = parse_dockerfile(dockerfile)
+    env = container_env(pod, namespace)
     for var in container.get("env") or []:
         field = ((var.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
         if field:  # downward API: what the kubelet would fill in for this replica
@@ -116,6 +122,13 @@ def gateway_env(deployment: dict[str, Any], namespace: str, redis_port: int, lis
                 "metadata.namespace": namespace,
                 "status.podIP": "127.0.0.1",
             }.get(field, f"local-{replica}")
+    process = resolve(container, pod.get("securityContext") or {}, env)
+    in_image = image.files.get(GATEWAY_BIN.name)
+    assert in_image, f"{dockerfile} copies no {GATEWAY_BIN.name} into the image: {image.files}"
+    assert process.argv[0] == in_image, f"the gateway container runs {process.argv}, not {in_image} ({dockerfile})"
+    argv = [str(GATEWAY_BIN), *process.argv[1:]]
+
+    env = dict(process.env)
     redis_url = env.get("CANVASCHAT_REDIS_URL")
     assert redis_url, f"the gateway pod template sets no CANVASCHAT_REDIS_URL: {sorted(env)}"
     parts = urlsplit(redis_url)
@@ -124,13 +137,14 @@ def gateway_env(deployment: dict[str, Any], namespace: str, redis_port: int, lis
     env["CANVASCHAT_REDIS_URL"] = urlunsplit((parts.scheme, f"{auth}127.0.0.1:{redis_port}", parts.path, parts.query, ""))
     env["CANVASCHAT_LISTEN"] = f"127.0.0.1:{listen_port}"
     env["CANVASCHAT_ADMIN_LISTEN"] = "127.0.0.1:0"  # replicas share this host: no fixed admin port
-    static = REPO / "frontend" / "dist"
-    if env.get("CANVASCHAT_STATIC_DIR", "").startswith("/app") or not env.get("CANVASCHAT_STATIC_DIR"):
-        env.pop("CANVASCHAT_STATIC_DIR", None)
+    # The image's static files are the frontend build.
+    if env.get("CANVASCHAT_STATIC_DIR") == image.files.get("dist"):
+        env.pop("CANVASCHAT_STATIC_DIR")
+        static = REPO / "frontend" / "dist"
         if static.is_dir():
             env["CANVASCHAT_STATIC_DIR"] = str(static)
     env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
-    return env
+    return argv, env
 
 
 def http_get(url: str) -> tuple[int, str]:
@@ -158,7 +172,7 @@ def test_gateway_and_redis_run_from_the_operator_pod_templates(
     (tmp_path / "redis").mkdir()
     env = redis_env(sts, namespace)
     assert env.get("REDIS_PASSWORD") == PASSWORD, "the Redis container does not get the Secret's password"
-    redis = processes("redis", redis_command(sts, redis_port, tmp_path / "redis"), env)
+    redis = processes("redis", redis_command(sts, namespace, redis_port, tmp_path / "redis"), env)
 
     def redis_listening() -> bool:
         assert redis.poll() is None, f"redis-server exited {redis.returncode}"
@@ -176,16 +190,12 @@ def test_gateway_and_redis_run_from_the_operator_pod_templates(
     ps = subprocess.run(["ps", "-o", "args=", "-p", str(redis.pid)], capture_output=True, text=True).stdout
     assert "redis-server" in ps and PASSWORD not in ps, f"the password is on the command line: {ps!r}"
 
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    command = argv(container, str(GATEWAY_BIN))
-    assert Path(command[0]).name == "canvaschat-gateway", f"the gateway container runs {command}"
-    command[0] = str(GATEWAY_BIN)
-    ready_path = container["readinessProbe"]["httpGet"]["path"]
+    ready_path = deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"]
 
     ports = [free_port(), free_port()]
     gateways = []
     for replica, port in enumerate(ports):
-        env = gateway_env(deployment, namespace, redis_port, port, replica)
+        command, env = gateway_process(deployment, namespace, redis_port, port, replica)
         assert env.get("CANVASCHAT_REDIS_PASSWORD") == PASSWORD, "the gateway does not get the password as its own variable"
         assert PASSWORD not in env["CANVASCHAT_REDIS_URL"]
         gateways.append(processes(f"gateway-{replica}", command, env))
