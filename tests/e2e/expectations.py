@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
-from typing import Any
+from typing import Any, Callable
 
 from kube import get
 
@@ -123,15 +123,22 @@ def fetch_children(chat: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def container_env(pod_spec: dict[str, Any], namespace: str, container: str | None = None) -> dict[str, str]:
-    """A container's effective environment: envFrom ConfigMaps first, then env (values only)."""
+def container_env(
+    pod_spec: dict[str, Any],
+    namespace: str,
+    container: str | None = None,
+    lookup: Callable[[str, str, str], dict[str, Any] | None] = get,
+) -> dict[str, str]:
+    """A container's effective environment: envFrom ConfigMaps first, then env (values only).
+    ConfigMaps and Secrets come from the cluster, or from `lookup(resource, name, namespace)`
+    (e.g. over the objects `canvaschat-operator render` printed)."""
     containers = pod_spec["containers"]
     c = next((c for c in containers if c["name"] == container), containers[0]) if container else containers[0]
     env: dict[str, str] = {}
     for source in c.get("envFrom") or []:
         ref = source.get("configMapRef")
         if ref:
-            cm = get("configmaps", ref["name"], namespace)
+            cm = lookup("configmaps", ref["name"], namespace)
             assert cm is not None, f"envFrom ConfigMap {ref['name']} is missing"
             prefix = source.get("prefix", "")
             env.update({prefix + k: v for k, v in (cm.get("data") or {}).items()})
@@ -140,12 +147,12 @@ def container_env(pod_spec: dict[str, Any], namespace: str, container: str | Non
             env[var["name"]] = var["value"]
         elif (var.get("valueFrom") or {}).get("configMapKeyRef"):
             ref = var["valueFrom"]["configMapKeyRef"]
-            cm = get("configmaps", ref["name"], namespace)
+            cm = lookup("configmaps", ref["name"], namespace)
             assert cm is not None, f"ConfigMap {ref['name']} named by env {var['name']} is missing"
             env[var["name"]] = cm["data"][ref["key"]]
         elif (var.get("valueFrom") or {}).get("secretKeyRef"):
             ref = var["valueFrom"]["secretKeyRef"]
-            secret = get("secrets", ref["name"], namespace)
+            secret = lookup("secrets", ref["name"], namespace)
             assert secret is not None, f"Secret {ref['name']} named by env {var['name']} is missing"
             env[var["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
     return env
