@@ -55,6 +55,12 @@ pub fn shutdown_grace_seconds() -> i32 {
 pub fn max_connections() -> i32 {
     10_000
 }
+pub fn rebalance_tolerance() -> f64 {
+    0.2
+}
+pub fn rebalance_rate() -> i32 {
+    5
+}
 pub fn min_replicas() -> i32 {
     2
 }

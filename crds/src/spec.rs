@@ -296,6 +296,26 @@ pub struct GatewaySettings {
     #[serde(default = "defaults::max_connections")]
     #[schemars(range(min = 1, max = limits::MAX_CONNECTIONS))]
     pub max_connections: i32,
+
+    /// Move WebSocket connections off a gateway pod holding more than its share, so pods the
+    /// autoscaler adds get load (CANVASCHAT_REBALANCE): it closes a few connections with code
+    /// 4000 and the page reconnects at once to another pod without losing messages.
+    /// Default: true.
+    #[serde(default = "defaults::enabled")]
+    pub rebalance: bool,
+
+    /// How far above the mean connection count of the gateway pods one may be before it
+    /// moves connections, as a fraction: 0.2 = 20 % above the mean
+    /// (CANVASCHAT_REBALANCE_TOLERANCE, 0.05 .. 10). Default: 0.2.
+    #[serde(default = "defaults::rebalance_tolerance")]
+    #[schemars(range(min = limits::MIN_REBALANCE_TOLERANCE, max = limits::MAX_REBALANCE_TOLERANCE))]
+    pub rebalance_tolerance: f64,
+
+    /// Most connections one gateway pod closes per second to rebalance
+    /// (CANVASCHAT_REBALANCE_RATE). Default: 5.
+    #[serde(default = "defaults::rebalance_rate")]
+    #[schemars(range(min = 1, max = limits::MAX_REBALANCE_RATE))]
+    pub rebalance_rate: i32,
 }
 
 impl Default for GatewaySettings {
@@ -309,6 +329,9 @@ impl Default for GatewaySettings {
             allowed_origins: Vec::new(),
             shutdown_grace_seconds: defaults::shutdown_grace_seconds(),
             max_connections: defaults::max_connections(),
+            rebalance: true,
+            rebalance_tolerance: defaults::rebalance_tolerance(),
+            rebalance_rate: defaults::rebalance_rate(),
         }
     }
 }
@@ -348,6 +371,14 @@ pub struct AutoscalingSpec {
     #[schemars(range(min = 1, max = limits::MAX_UTILIZATION_PERCENT))]
     pub target_memory_utilization_percentage: i32,
 
+    /// Also scale on WebSocket connections: target average of the gateway's
+    /// `canvaschat_connections_active` per pod (a `Pods` metric). Needs a custom metrics
+    /// adapter serving it (prometheus-adapter or KEDA, see the chart README). Default: unset,
+    /// CPU and memory only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = limits::MAX_CONNECTIONS))]
+    pub connections_per_pod: Option<i32>,
+
     /// How fast to add pods. Default: no stabilisation window; per 15 s at most +100% or
     /// +4 pods, whichever is more.
     #[serde(default = "defaults::scale_up")]
@@ -367,6 +398,7 @@ impl Default for AutoscalingSpec {
             max_replicas: defaults::max_replicas(),
             target_cpu_utilization_percentage: defaults::target_cpu(),
             target_memory_utilization_percentage: defaults::target_memory(),
+            connections_per_pod: None,
             scale_up: defaults::scale_up(),
             scale_down: defaults::scale_down(),
         }

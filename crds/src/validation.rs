@@ -20,6 +20,10 @@ pub mod limits {
     pub const MAX_PRESENCE_SECONDS: i32 = 86_400;
     pub const MAX_SHUTDOWN_GRACE_SECONDS: i32 = 3_600;
     pub const MAX_CONNECTIONS: i32 = 1_000_000;
+    /// The gateway's ranges for CANVASCHAT_REBALANCE_TOLERANCE and CANVASCHAT_REBALANCE_RATE.
+    pub const MIN_REBALANCE_TOLERANCE: f64 = 0.05;
+    pub const MAX_REBALANCE_TOLERANCE: f64 = 10.0;
+    pub const MAX_REBALANCE_RATE: i32 = 10_000;
     pub const MAX_UTILIZATION_PERCENT: i32 = 500;
     pub const MAX_ALLOWED_ORIGINS: usize = 64;
     /// Redis pods in sentinel mode at most (each also runs a Sentinel).
@@ -178,6 +182,21 @@ fn validate_spec(spec: &CanvasChatSpec, p: &mut Problems) {
         1,
         MAX_CONNECTIONS,
     );
+    p.check(
+        (MIN_REBALANCE_TOLERANCE..=MAX_REBALANCE_TOLERANCE).contains(&s.rebalance_tolerance),
+        || {
+            format!(
+                "spec.gateway.settings.rebalanceTolerance: {} is outside the allowed range {MIN_REBALANCE_TOLERANCE}..={MAX_REBALANCE_TOLERANCE}",
+                s.rebalance_tolerance
+            )
+        },
+    );
+    p.range(
+        "spec.gateway.settings.rebalanceRate",
+        s.rebalance_rate,
+        1,
+        MAX_REBALANCE_RATE,
+    );
     p.check(s.allowed_origins.len() <= MAX_ALLOWED_ORIGINS, || {
         format!("spec.gateway.settings.allowedOrigins: at most {MAX_ALLOWED_ORIGINS} entries")
     });
@@ -219,6 +238,14 @@ fn validate_spec(spec: &CanvasChatSpec, p: &mut Problems) {
         1,
         MAX_UTILIZATION_PERCENT,
     );
+    if let Some(target) = a.connections_per_pod {
+        p.range(
+            "spec.gateway.autoscaling.connectionsPerPod",
+            target,
+            1,
+            MAX_CONNECTIONS,
+        );
+    }
     for (path, b) in [
         ("spec.gateway.autoscaling.scaleUp", &a.scale_up),
         ("spec.gateway.autoscaling.scaleDown", &a.scale_down),
@@ -427,6 +454,39 @@ spec:
             "apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata: {name: demo}\nspec: {gateway: {securityContext: {runAsNonRoot: true, capabilities: {drop: [ALL]}}}}\n",
         );
         assert_eq!(safe.validate(), Ok(()));
+    }
+
+    #[test]
+    fn rebalance_and_connection_target_ranges_are_the_gateways() {
+        let spec = |settings: &str, autoscaling: &str| {
+            parse(&format!(
+                "apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata: {{name: demo}}\nspec: {{gateway: {{settings: {{{settings}}}, autoscaling: {{{autoscaling}}}}}}}\n"
+            ))
+            .validate()
+        };
+        assert_eq!(
+            spec(
+                "rebalance: false, rebalanceTolerance: 0.05, rebalanceRate: 10000",
+                "connectionsPerPod: 1"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            spec("rebalanceTolerance: 10", "connectionsPerPod: 1000000"),
+            Ok(())
+        );
+        let err = spec(
+            "rebalanceTolerance: 0.01, rebalanceRate: 0",
+            "connectionsPerPod: 0",
+        )
+        .expect_err("invalid");
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 3, "{text}");
+        assert!(text.contains("spec.gateway.settings.rebalanceTolerance: 0.01 is outside"));
+        assert!(text.contains("spec.gateway.settings.rebalanceRate: 0 is outside"));
+        assert!(text.contains("spec.gateway.autoscaling.connectionsPerPod: 0 is outside"));
+        let err = spec("rebalanceTolerance: 10.5, rebalanceRate: 10001", "").expect_err("invalid");
+        assert_eq!(err.problems.len(), 2, "{err}");
     }
 
     #[test]
