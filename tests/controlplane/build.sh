@@ -7,6 +7,8 @@
 #   node        kubelet and kube-proxy of the same release (same wrapper module), for
 #               up.sh --real-node
 #   etcd, kwok (with its stage file), helm, actionlint, promtool, kind
+#   pause       the sandbox image of a real node (OCI archive), in images/ next to the
+#               printed bin directory
 #   gateway-api, prometheus-operator   their CRDs (no binaries), in crds/<component>/ next to
 #               the printed bin directory
 # Usage: build.sh [COMPONENT...] (default: kubernetes kubectl etcd kwok helm). A no-op for
@@ -81,6 +83,9 @@ build() {
         cp "$module_dir/${C_CRDS[1]}"/*.yaml "$work/crds/"
         chmod 644 "$work/crds"/*.yaml
         step "$1 $C_VERSION: $(find "$work/crds" -name '*.yaml' | wc -l) CRD files"
+    elif [ "$1" = pause ]; then
+        step "building the pause image of $C_VERSION"
+        pause_image "$work"
     elif ! adopt "$1" "$work"; then
         step "building $1 $C_VERSION${2:+ ($2)}"
         local out=$work/bin/
@@ -137,6 +142,10 @@ if [ ! -f "$set_dir/complete" ]; then
             if [ -e "$f" ]; then ln -s "$f" "$new/bin/"; fi
         done
         if [ -f "$dir/kwok-stages.yaml" ]; then ln -s "$dir/kwok-stages.yaml" "$new/"; fi
+        if [ -d "$dir/images" ]; then
+            mkdir -p "$new/images"
+            for f in "$dir"/images/*; do ln -s "$f" "$new/images/"; done
+        fi
         if [ -d "$dir/crds" ]; then
             mkdir -p "$new/crds"
             ln -s "$dir/crds" "$new/crds/${components[$i]}"

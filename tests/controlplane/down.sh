@@ -2,9 +2,12 @@
 # Stops the control plane that up.sh started in $CANVASCHAT_CP_DIR (default
 # /tmp/canvaschat-controlplane) and removes its state. Only processes whose recorded pid
 # still runs the cached binary are signalled. --keep-state leaves certificates, etcd data
-# and logs in place for inspection.
+# and logs in place for inspection. A real node (up.sh --real-node) is stopped first and
+# everything it made on the host removed; the state directory is kept when anything of it
+# is left (with what, on stderr, and a non-zero status).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$CP_SRC_DIR/real-node.sh"
 
 keep_state=false
 [ "${1:-}" = "--keep-state" ] && keep_state=true
@@ -42,13 +45,17 @@ stop() {
     done
 }
 
-# The API server's clients first, then the API server (it drains while etcd still answers),
-# then etcd.
+# The node first (while the API server still answers), then the API server's other
+# clients, then the API server (it drains while etcd still answers), then etcd.
+rn_down
 stop kwok kube-scheduler kube-controller-manager
 stop kube-apiserver
 stop etcd
 
-if $keep_state; then
+if [ -d "$(rn_dir)" ] && ! rn_clean; then
+    echo "controlplane: stopped; state kept in $CP_STATE_DIR" >&2
+    exit 1
+elif $keep_state; then
     echo "controlplane: stopped; state kept in $CP_STATE_DIR" >&2
 else
     rm -rf "$CP_STATE_DIR"

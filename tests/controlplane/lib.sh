@@ -86,6 +86,11 @@ component() {
         C_VERSION=$(module_version kind sigs.k8s.io/kind)
         C_PKGS=(sigs.k8s.io/kind)
         ;;
+    pause)
+        # The sandbox (pause) image of a real node, built here from the release's pause.c
+        # (no registry to pull it from): images/pause.tar and its name in images/pause.ref.
+        C_DIR=kubernetes C_VERSION=$KUBE_VERSION
+        ;;
     gateway-api)
         C_VERSION=$(module_version gateway-api sigs.k8s.io/gateway-api)
         C_CRDS=(sigs.k8s.io/gateway-api config/crd/standard)
@@ -115,6 +120,11 @@ component_dir() {
         cat "$CP_SRC_DIR/$C_DIR/go.mod" "$CP_SRC_DIR/$C_DIR/go.sum"
         printf '%s\n' "${C_PKGS[@]}" "$C_OUT" "$C_TAGS" "$C_LDFLAGS" "${C_CRDS[@]}"
         if [ "$1" = kwok ]; then declare -f kwok_stages; fi
+        if [ "$1" = pause ]; then
+            declare -f pause_image
+            cat "$CP_SRC_DIR/oci_image.py"
+            gcc --version 2> /dev/null | head -n 1
+        fi
     } | sha256sum | cut -c1-12)
     echo "$CP_CACHE_ROOT/$1/$C_VERSION-$key"
 }
@@ -131,4 +141,23 @@ kwok_stages() {
         echo "---"
         cat "$stage_dir/$f"
     done > "$1/kwok-stages.yaml"
+}
+
+# pause_image OUT: a static pause binary from the release's build/pause/linux/pause.c (with
+# the flags of its Makefile) in a one-layer OCI archive, OUT/images/pause.tar, named
+# canvaschat.local/pause:<its tag> (OUT/images/pause.ref).
+pause_image() {
+    local src tag root
+    command -v gcc > /dev/null || { echo "controlplane: gcc is needed for the pause image" >&2; return 1; }
+    src=$(cd "$CP_SRC_DIR/kubernetes" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause
+    tag=$(awk '$1 == "TAG" && $2 == "?=" {print $3; exit}' "$src/Makefile")
+    [ -n "$tag" ] || { echo "controlplane: no TAG in $src/Makefile" >&2; return 1; }
+    root=$1/pause-root
+    mkdir -p "$root" "$1/images"
+    gcc -Os -Wall -Werror -static -DVERSION="v$tag-canvaschat" -o "$root/pause" "$src/linux/pause.c"
+    strip "$root/pause"
+    echo "canvaschat.local/pause:$tag" > "$1/images/pause.ref"
+    python3 "$CP_SRC_DIR/oci_image.py" --name "canvaschat.local/pause:$tag" --out "$1/images/pause.tar" \
+        --entrypoint '["/pause"]' --user 65535:65535 "$root" > /dev/null
+    rm -rf "$root"
 }

@@ -8,8 +8,16 @@
 # (default /tmp/canvaschat-controlplane). On success the last line printed is
 #   export KUBECONFIG=<state dir>/admin.kubeconfig
 # Stop everything with down.sh (same CANVASCHAT_CP_DIR).
+#
+# --real-node (in progress, needs root): instead of kwok's fake node, a real one named
+# canvaschat-node: containerd, kubelet and kube-proxy running real containers on a bridge
+# of their own (real-node.sh; tests/README.md, "Real node").
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$CP_SRC_DIR/real-node.sh"
+
+real_node=false
+[ "${1:-}" = "--real-node" ] && real_node=true
 
 log() { echo "controlplane: $*" >&2; }
 fail() {
@@ -19,14 +27,22 @@ fail() {
     exit 1
 }
 
+bin_of() { # component -> its binary: the cached builds, containerd from Debian
+    if [ "$1" = containerd ]; then command -v containerd; else echo "$CP_BIN_DIR/$1"; fi
+}
+
 is_running() { # component -> true when its recorded pid is alive and still that program
     local pidfile=$CP_STATE_DIR/pids/$1 pid
     [ -f "$pidfile" ] || return 1
     pid=$(cat "$pidfile")
-    [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "$CP_BIN_DIR/$1 "
+    [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "$(bin_of "$1") "
 }
 
-CP_BIN_DIR=$("$CP_SRC_DIR/build.sh" | tail -n 1)
+if $real_node; then
+    CP_BIN_DIR=$("$CP_SRC_DIR/build.sh" "${CP_DEFAULT_COMPONENTS[@]}" node pause | tail -n 1)
+else
+    CP_BIN_DIR=$("$CP_SRC_DIR/build.sh" | tail -n 1)
+fi
 export PATH=$CP_BIN_DIR:$PATH
 
 if is_running kube-apiserver; then
@@ -40,6 +56,10 @@ fi
 rm -rf "$CP_STATE_DIR"
 mkdir -p "$CP_STATE_DIR"/{pki,logs,pids,etcd}
 pki=$CP_STATE_DIR/pki
+if $real_node; then
+    mkdir -p "$(rn_dir)"
+    rn_preflight || fail "cannot start a real node here"
+fi
 
 # Ports: the OS names free ones, but they are released before the components bind them, so
 # one can be taken in between; a component that then fails to bind is started again on new
@@ -52,6 +72,7 @@ pick_ports() { # NAME... : a free loopback port for each
     done
 }
 pick_ports etcd etcd-peer kube-apiserver kube-controller-manager kube-scheduler kwok
+if $real_node; then pick_ports kubelet kubelet-healthz kube-proxy kube-proxy-metrics; fi
 
 # --- certificates -------------------------------------------------------------------
 ossl() { openssl "$@" 2>> "$CP_STATE_DIR/logs/openssl.log"; }
@@ -75,6 +96,11 @@ cert admin "/O=system:masters/CN=canvaschat-admin" clientAuth
 cert kube-controller-manager "/CN=system:kube-controller-manager" clientAuth
 cert kube-scheduler "/CN=system:kube-scheduler" clientAuth
 cert kwok "/O=system:masters/CN=kwok" clientAuth
+if $real_node; then
+    cert kubelet "/O=system:nodes/CN=system:node:$RN_NODE" clientAuth
+    cert kubelet-serving "/CN=$RN_NODE" serverAuth "IP:127.0.0.1,IP:$RN_GATEWAY,DNS:$RN_NODE"
+    cert kube-proxy "/CN=system:kube-proxy" clientAuth
+fi
 # Service-account tokens are signed by this key; the controller-manager signs with it too.
 ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key"
 ossl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
@@ -89,12 +115,16 @@ kubeconfig() { # NAME -> $CP_STATE_DIR/NAME.kubeconfig authenticating with pki/N
         --user="$1" > /dev/null
     kubectl config --kubeconfig="$file" use-context canvaschat-local > /dev/null
 }
-kubeconfigs() { local name; for name in admin kube-controller-manager kube-scheduler kwok; do kubeconfig "$name"; done; }
+kubeconfigs() {
+    local name
+    for name in admin kube-controller-manager kube-scheduler kwok; do kubeconfig "$name"; done
+    if $real_node; then kubeconfig kubelet && kubeconfig kube-proxy; fi
+}
 kubeconfigs
 export KUBECONFIG=$CP_STATE_DIR/admin.kubeconfig
 
 start() { # COMPONENT ARGS... : run detached, log to logs/COMPONENT.log, pid to pids/COMPONENT
-    setsid "$CP_BIN_DIR/$1" "${@:2}" > "$CP_STATE_DIR/logs/$1.log" 2>&1 < /dev/null &
+    setsid "$(bin_of "$1")" "${@:2}" > "$CP_STATE_DIR/logs/$1.log" 2>&1 < /dev/null &
     echo $! > "$CP_STATE_DIR/pids/$1"
 }
 
@@ -139,6 +169,11 @@ args_kube_apiserver() {
         --service-account-key-file="$pki/sa.pub"
         --service-account-signing-key-file="$pki/sa.key"
         --profiling=false)
+    # A real node's kubelet checks clients against this CA (logs, exec, port-forward).
+    if $real_node; then
+        args+=(--kubelet-client-certificate="$pki/admin.crt" --kubelet-client-key="$pki/admin.key"
+            --kubelet-certificate-authority="$pki/ca.crt" --kubelet-preferred-address-types=InternalIP)
+    fi
 }
 ready_kube_apiserver() {
     wait_for kube-apiserver 90 curl -fs --max-time 2 --cacert "$pki/ca.crt" \
@@ -181,6 +216,22 @@ args_kwok() {
 }
 ready_kwok() { wait_for kwok 60 curl -fs --max-time 2 "http://127.0.0.1:${port[kwok]}/healthz"; }
 
+args_containerd() { args=(--config "$(rn_dir)/containerd/config.toml"); }
+ready_containerd() { wait_for containerd 30 rn_ctr version; }
+
+args_kubelet() {
+    args=(--config="$(rn_dir)/kubelet/config.yaml" --kubeconfig="$CP_STATE_DIR/kubelet.kubeconfig"
+        --hostname-override="$RN_NODE" --node-ip="$RN_GATEWAY" --root-dir="$(rn_dir)/kubelet/root")
+    rn_kubelet_config "${port[kubelet]}" "${port[kubelet-healthz]}"
+}
+ready_kubelet() { wait_for kubelet 60 curl -fs --max-time 2 "http://127.0.0.1:${port[kubelet-healthz]}/healthz"; }
+
+args_kube_proxy() {
+    args=(--config="$(rn_dir)/kube-proxy.yaml")
+    rn_kube_proxy_config "${port[kube-proxy]}" "${port[kube-proxy-metrics]}"
+}
+ready_kube_proxy() { wait_for kube-proxy 60 curl -fs --max-time 2 "http://127.0.0.1:${port[kube-proxy]}/healthz"; }
+
 launch() { # COMPONENT: start it on its current ports
     local args=()
     "args_${1//-/_}"
@@ -208,14 +259,47 @@ await etcd
 launch kube-apiserver
 await kube-apiserver
 # The API server's clients start together.
-for component in kube-controller-manager kube-scheduler kwok; do launch "$component"; done
-for component in kube-controller-manager kube-scheduler kwok; do await "$component"; done
+clients=(kube-controller-manager kube-scheduler)
+$real_node || clients+=(kwok)
+for component in "${clients[@]}"; do launch "$component"; done
+for component in "${clients[@]}"; do await "$component"; done
 
 # --- cluster objects ------------------------------------------------------------------
-# One fake node managed by kwok (selected by the annotation), and a default StorageClass
-# served by the controller-manager's test-only hostPath provisioner so StatefulSet volume
-# claims bind (kwok never mounts them). Named "standard" like kind's default class.
+# A default StorageClass served by the controller-manager's test-only hostPath provisioner
+# so StatefulSet volume claims bind. Named "standard" like kind's default class.
 kubectl apply -f - > /dev/null <<'EOF'
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations:
+    storageclass.kubernetes.io/is-default-class: "true"
+provisioner: kubernetes.io/host-path
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+EOF
+
+if $real_node; then
+    # The node's credentials get the node role (the API server runs RBAC alone, without
+    # the Node authorizer); kube-proxy's user is bound by the default policy.
+    kubectl create clusterrolebinding canvaschat-node --clusterrole=system:node \
+        --user="system:node:$RN_NODE" > /dev/null
+    ln -s "$CP_BIN_DIR/kube-proxy" "$(rn_dir)/kube-proxy"
+    rn_network
+    rn_cgroups
+    rn_containerd_config "$(cat "$(dirname "$CP_BIN_DIR")/images/pause.ref")"
+    launch containerd
+    await containerd
+    rn_ctr images import "$(dirname "$CP_BIN_DIR")/images/pause.tar" > /dev/null
+    launch kubelet
+    await kubelet
+    launch kube-proxy
+    await kube-proxy
+    wait_for kubelet 90 kubectl wait --for=condition=Ready "node/$RN_NODE" --timeout=2s
+    node_line="real node $RN_NODE (pods $RN_POD_CIDR on $RN_BRIDGE, Services $RN_SERVICE_CIDR)"
+else
+    # One fake node managed by kwok (selected by the annotation).
+    kubectl apply -f - > /dev/null <<'EOF'
 apiVersion: v1
 kind: Node
 metadata:
@@ -230,18 +314,10 @@ metadata:
 status:
   capacity: {cpu: "32", memory: 256Gi, pods: "110", ephemeral-storage: 100Gi}
   allocatable: {cpu: "32", memory: 256Gi, pods: "110", ephemeral-storage: 100Gi}
----
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata:
-  name: standard
-  annotations:
-    storageclass.kubernetes.io/is-default-class: "true"
-provisioner: kubernetes.io/host-path
-reclaimPolicy: Delete
-volumeBindingMode: Immediate
 EOF
-wait_for kwok 60 kubectl wait --for=condition=Ready node/kwok-node-0 --timeout=2s
+    wait_for kwok 60 kubectl wait --for=condition=Ready node/kwok-node-0 --timeout=2s
+    node_line="fake node kwok-node-0"
+fi
 # Pods are refused until the namespace's default ServiceAccount exists.
 wait_for kube-controller-manager 60 kubectl get serviceaccount default -n default
 
@@ -252,5 +328,5 @@ kube-controller-manager=${port[kube-controller-manager]}
 kube-scheduler=${port[kube-scheduler]}
 kwok=${port[kwok]}
 EOF
-log "ready at https://127.0.0.1:${port[kube-apiserver]} ($(kubectl version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])'))"
+log "ready at https://127.0.0.1:${port[kube-apiserver]}, $node_line ($(kubectl version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])'))"
 echo "export KUBECONFIG=$KUBECONFIG"
