@@ -152,7 +152,7 @@ args_etcd() {
         --listen-client-urls="$client" --advertise-client-urls="$client"
         --listen-peer-urls="$peer" --initial-advertise-peer-urls="$peer"
         --initial-cluster="canvaschat=$peer"
-        --unsafe-no-fsync=true --log-level=warn)
+        --unsafe-no-fsync=true --log-level=warn) # test only: state is thrown away anyway
 }
 ready_etcd() { wait_for etcd 30 curl -fs --max-time 2 "http://127.0.0.1:${port[etcd]}/health"; }
 
@@ -180,6 +180,9 @@ ready_kube_apiserver() {
         --cert "$pki/admin.crt" --key "$pki/admin.key" "https://127.0.0.1:${port[kube-apiserver]}/readyz"
 }
 
+# Test-only client rate limits for the controller-manager and the scheduler (defaults 50/100):
+# with 100 CanvasChats created at once their logs showed a second of client-side throttling
+# (PVC binding, scheduler events).
 args_kube_controller_manager() {
     local kc=$CP_STATE_DIR/kube-controller-manager.kubeconfig
     args=(--kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc"
@@ -190,6 +193,7 @@ args_kube_controller_manager() {
         --root-ca-file="$pki/ca.crt"
         --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key"
         --enable-hostpath-provisioner=true
+        --kube-api-qps=200 --kube-api-burst=400
         --profiling=false)
 }
 ready_kube_controller_manager() {
@@ -200,7 +204,8 @@ args_kube_scheduler() {
     local kc=$CP_STATE_DIR/kube-scheduler.kubeconfig
     args=(--kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc"
         --bind-address=127.0.0.1 --secure-port="${port[kube-scheduler]}"
-        --leader-elect=false --profiling=false)
+        --leader-elect=false --profiling=false
+        --kube-api-qps=200 --kube-api-burst=400)
 }
 ready_kube_scheduler() {
     wait_for kube-scheduler 60 curl -fsk --max-time 2 "https://127.0.0.1:${port[kube-scheduler]}/healthz"
@@ -298,7 +303,8 @@ if $real_node; then
     wait_for kubelet 90 kubectl wait --for=condition=Ready "node/$RN_NODE" --timeout=2s
     node_line="real node $RN_NODE (pods $RN_POD_CIDR on $RN_BRIDGE, Services $RN_SERVICE_CIDR)"
 else
-    # One fake node managed by kwok (selected by the annotation).
+    # One fake node managed by kwok (selected by the annotation). It takes 400 pods, not a
+    # real node's 110, so 100 CanvasChats (3 pods each) can all be Ready (test_convergence.py).
     kubectl apply -f - > /dev/null <<'EOF'
 apiVersion: v1
 kind: Node
@@ -312,8 +318,8 @@ metadata:
     kubernetes.io/arch: amd64
     type: kwok
 status:
-  capacity: {cpu: "32", memory: 256Gi, pods: "110", ephemeral-storage: 100Gi}
-  allocatable: {cpu: "32", memory: 256Gi, pods: "110", ephemeral-storage: 100Gi}
+  capacity: {cpu: "32", memory: 256Gi, pods: "400", ephemeral-storage: 100Gi}
+  allocatable: {cpu: "32", memory: 256Gi, pods: "400", ephemeral-storage: 100Gi}
 EOF
     wait_for kwok 60 kubectl wait --for=condition=Ready node/kwok-node-0 --timeout=2s
     node_line="fake node kwok-node-0"
