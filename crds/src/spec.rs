@@ -68,12 +68,31 @@ pub struct CanvasChatSpec {
     /// Prometheus Operator integration.
     #[serde(default)]
     pub monitoring: MonitoringSpec,
+
+    /// Who users are: `anonymous` (the name the page sends) or `jwt` (the `sub` of a token
+    /// your identity provider signed). Default: anonymous.
+    #[serde(default)]
+    pub auth: AuthSpec,
 }
 
 /// CEL (transition): spec.redis.mode, absent meaning standalone, never changes. Written on the
 /// object rather than the field so adding or removing `redis` or `mode` is covered too.
 const REDIS_MODE_UNCHANGED: &str = "(has(self.spec.redis) && has(self.spec.redis.mode) ? self.spec.redis.mode : 'standalone') == (has(oldSelf.spec.redis) && has(oldSelf.spec.redis.mode) ? oldSelf.spec.redis.mode : 'standalone')";
 const REDIS_MODE_MESSAGE: &str = "spec.redis.mode cannot change on an existing CanvasChat (standalone and sentinel keep their data differently); to migrate, create a new CanvasChat in the other mode and move clients to it (see the chart README, Redis)";
+
+/// CEL: `*` (any origin) is the whole allow-list or absent, so a list never mixes it with
+/// hosts it would make meaningless.
+const ANY_ORIGIN_ALONE: &str = "!has(self.allowedOrigins) || !self.allowedOrigins.exists(o, o == '*') || size(self.allowedOrigins) == 1";
+const ANY_ORIGIN_MESSAGE: &str = "allowedOrigins: \"*\" (any origin) must be the only entry";
+
+/// CEL: JWT mode names exactly one key source.
+const AUTH_ONE_KEY: &str = "!(has(self.mode) && self.mode == 'jwt') || (has(self.hmacSecretRef) ? 1 : 0) + (has(self.publicKeySecretRef) ? 1 : 0) + (has(self.jwksUrl) ? 1 : 0) == 1";
+const AUTH_ONE_KEY_MESSAGE: &str =
+    "auth.mode jwt needs exactly one key source: hmacSecretRef, publicKeySecretRef or jwksUrl";
+/// CEL: JWT settings without `mode: jwt` would be silently ignored, leaving a chat anonymous
+/// that its author meant to secure.
+const AUTH_JWT_ONLY: &str = "(has(self.mode) && self.mode == 'jwt') || !(has(self.hmacSecretRef) || has(self.publicKeySecretRef) || has(self.jwksUrl) || has(self.audience) || has(self.issuer) || has(self.tokenUrl))";
+const AUTH_JWT_ONLY_MESSAGE: &str = "auth: hmacSecretRef, publicKeySecretRef, jwksUrl, audience, issuer and tokenUrl apply only with mode: jwt; set mode: jwt, or remove them";
 
 /// CEL: a user-supplied container security context may not ask for privileges. Mirrored by
 /// `validation::unsafe_container_context`.
@@ -248,7 +267,8 @@ impl LogLevel {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("(has(self.presenceTtlSeconds) ? self.presenceTtlSeconds : 300) > (has(self.presenceHeartbeatSeconds) ? self.presenceHeartbeatSeconds : 60)").message("presenceTtlSeconds (default 300) must be greater than presenceHeartbeatSeconds (default 60), otherwise live users expire between heartbeats")
+    validation = Rule::new("(has(self.presenceTtlSeconds) ? self.presenceTtlSeconds : 300) > (has(self.presenceHeartbeatSeconds) ? self.presenceHeartbeatSeconds : 60)").message("presenceTtlSeconds (default 300) must be greater than presenceHeartbeatSeconds (default 60), otherwise live users expire between heartbeats"),
+    validation = Rule::new(ANY_ORIGIN_ALONE).message(ANY_ORIGIN_MESSAGE)
 )]
 pub struct GatewaySettings {
     /// Largest accepted client frame in bytes (CANVASCHAT_MAX_MESSAGE_BYTES). Default: 4096.
@@ -279,9 +299,12 @@ pub struct GatewaySettings {
     pub log_level: LogLevel,
 
     /// Origins allowed to open the WebSocket (CANVASCHAT_ALLOWED_ORIGINS), e.g.
-    /// https://chat.example.com. Empty allows any origin. Default: empty.
+    /// https://chat.example.com; `["*"]` allows any origin. Empty (the default) means the
+    /// chat's own hosts: https://HOST for the Ingress host and every HTTPRoute host name, plus
+    /// http://HOST where the operator cannot tell TLS is in front (an Ingress without
+    /// tlsSecretName, HTTPRoutes); with no host at all, any origin. Default: empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = limits::MAX_ALLOWED_ORIGINS), inner(length(min = 1, max = 256), regex(pattern = r"^https?://[^,\s]+$")))]
+    #[schemars(length(max = limits::MAX_ALLOWED_ORIGINS), inner(length(min = 1, max = 256), regex(pattern = r"^(\*|https?://[^,\s]+)$")))]
     pub allowed_origins: Vec<String>,
 
     /// Seconds the gateway drains connections after SIGTERM
@@ -720,4 +743,87 @@ pub struct MonitoringSpec {
     /// `metrics` port. Needs the Prometheus Operator CRDs in the cluster. Default: false.
     #[serde(default)]
     pub pod_monitor: bool,
+}
+
+/// How the gateway learns who a user is.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// The user id is the `uid` the page sends: anyone can appear as anyone.
+    #[default]
+    Anonymous,
+    /// The user id is the `sub` of a signed token the page sends first.
+    Jwt,
+}
+
+impl AuthMode {
+    /// The value of CANVASCHAT_AUTH.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Anonymous => "anonymous",
+            AuthMode::Jwt => "jwt",
+        }
+    }
+}
+
+/// Authentication of chat users (CANVASCHAT_AUTH and CANVASCHAT_JWT_*). In `jwt` mode exactly
+/// one key source is named; keys from Secrets are mounted read-only as files, and a change of
+/// the Secret's contents rolls the gateway.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(AUTH_ONE_KEY).message(AUTH_ONE_KEY_MESSAGE),
+    validation = Rule::new(AUTH_JWT_ONLY).message(AUTH_JWT_ONLY_MESSAGE)
+)]
+pub struct AuthSpec {
+    /// `anonymous` or `jwt`. Default: anonymous.
+    #[serde(default)]
+    pub mode: AuthMode,
+
+    /// HS256: the key of a Secret (type Opaque, in the chat's namespace) holding the shared
+    /// secret, at least 32 bytes (CANVASCHAT_JWT_HMAC_SECRET_FILE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac_secret_ref: Option<KeySecretRef>,
+
+    /// RS256/ES256: the key of a Secret (type Opaque, in the chat's namespace) holding the
+    /// identity provider's RSA or P-256 public key in PEM (CANVASCHAT_JWT_PUBLIC_KEY_FILE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_secret_ref: Option<KeySecretRef>,
+
+    /// RS256/ES256: the identity provider's JWKS URL, https (CANVASCHAT_JWT_JWKS_URL); keys
+    /// are chosen by `kid`, cached, and fetched again for an unknown `kid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 9, max = 2048), regex(pattern = r"^https://[^\s]+$"))]
+    pub jwks_url: Option<String>,
+
+    /// Required `aud` of tokens, e.g. the client id the provider issues them for
+    /// (CANVASCHAT_JWT_AUDIENCE). Default: not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub audience: Option<String>,
+
+    /// Required `iss` of tokens, the provider's issuer (CANVASCHAT_JWT_ISSUER).
+    /// Default: not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub issuer: Option<String>,
+
+    /// Where the page fetches its token: a path on the chat's host such as /auth/token, or an
+    /// https URL on the same site (CANVASCHAT_AUTH_TOKEN_URL). It answers `{"token":"<JWT>"}`
+    /// for a signed-in user and 401 otherwise. Default: none (the page shows signed out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^(/|https://)[^\s]*$"))]
+    pub token_url: Option<String>,
+}
+
+/// A key in a Secret in the CanvasChat's namespace; both fields are required.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeySecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
 }

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{
     PodSecurityContext, SecurityContext, WindowsSecurityContextOptions,
 };
 
-use crate::spec::{CanvasChat, CanvasChatSpec, RedisMode};
+use crate::spec::{AuthMode, AuthSpec, CanvasChat, CanvasChatSpec, RedisMode};
 
 /// Bounds shared by the CRD schema and [`CanvasChat::validate`].
 pub mod limits {
@@ -201,14 +201,24 @@ fn validate_spec(spec: &CanvasChatSpec, p: &mut Problems) {
         format!("spec.gateway.settings.allowedOrigins: at most {MAX_ALLOWED_ORIGINS} entries")
     });
     for origin in &s.allowed_origins {
-        let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
-            && origin.len() <= 256
-            && !origin.contains(',')
-            && !origin.contains(char::is_whitespace);
+        let ok = origin == "*"
+            || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                && origin.len() <= 256
+                && !origin.contains(',')
+                && !origin.contains(char::is_whitespace));
         p.check(ok, || {
-            format!("spec.gateway.settings.allowedOrigins: {origin:?} is not an http(s) origin")
+            format!(
+                "spec.gateway.settings.allowedOrigins: {origin:?} is not an http(s) origin or \"*\""
+            )
         });
     }
+    p.check(
+        !s.allowed_origins.iter().any(|o| o == "*") || s.allowed_origins.len() == 1,
+        || {
+            "spec.gateway.settings.allowedOrigins: \"*\" (any origin) must be the only entry"
+                .to_owned()
+        },
+    );
 
     let a = &g.autoscaling;
     p.range(
@@ -319,6 +329,8 @@ fn validate_spec(spec: &CanvasChatSpec, p: &mut Problems) {
         "spec.ingress: host is required when tlsSecretName is set".to_owned()
     });
 
+    validate_auth(&spec.auth, p);
+
     if let Some(route) = &spec.http_route {
         p.check(!route.parent_refs.is_empty(), || {
             "spec.httpRoute.parentRefs: needs at least one Gateway".to_owned()
@@ -334,6 +346,71 @@ fn validate_spec(spec: &CanvasChatSpec, p: &mut Problems) {
                 format!("spec.httpRoute.hostnames: {host:?} is not a lowercase DNS name")
             });
         }
+    }
+}
+
+/// Mirrors the CRD's rules on spec.auth.
+fn validate_auth(a: &AuthSpec, p: &mut Problems) {
+    let keys = [
+        a.hmac_secret_ref.is_some(),
+        a.public_key_secret_ref.is_some(),
+        a.jwks_url.is_some(),
+    ]
+    .into_iter()
+    .filter(|set| *set)
+    .count();
+    match a.mode {
+        AuthMode::Jwt => p.check(keys == 1, || {
+            format!(
+                "spec.auth: mode jwt needs exactly one key source (hmacSecretRef, publicKeySecretRef or jwksUrl), found {keys}"
+            )
+        }),
+        AuthMode::Anonymous => p.check(
+            keys == 0 && a.audience.is_none() && a.issuer.is_none() && a.token_url.is_none(),
+            || {
+                "spec.auth: hmacSecretRef, publicKeySecretRef, jwksUrl, audience, issuer and tokenUrl apply only with mode: jwt".to_owned()
+            },
+        ),
+    }
+    for (path, secret) in [
+        ("hmacSecretRef", &a.hmac_secret_ref),
+        ("publicKeySecretRef", &a.public_key_secret_ref),
+    ] {
+        if let Some(secret) = secret {
+            let key_ok = !secret.key.is_empty()
+                && secret.key.len() <= 253
+                && secret
+                    .key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            p.check(!secret.name.is_empty() && key_ok, || {
+                format!(
+                    "spec.auth.{path}: name must not be empty and key must be letters, digits, '-', '.' or '_'"
+                )
+            });
+        }
+    }
+    if let Some(url) = &a.jwks_url {
+        p.check(
+            url.starts_with("https://") && url.len() > 8 && !url.contains(char::is_whitespace),
+            || format!("spec.auth.jwksUrl: {url:?} is not an https URL"),
+        );
+    }
+    if let Some(url) = &a.token_url {
+        p.check(
+            (url.starts_with('/') || url.starts_with("https://"))
+                && !url.contains(char::is_whitespace),
+            || {
+                format!(
+                    "spec.auth.tokenUrl: {url:?} is neither a path (/auth/token) nor an https URL"
+                )
+            },
+        );
+    }
+    for (path, value) in [("audience", &a.audience), ("issuer", &a.issuer)] {
+        p.check(value.as_ref().is_none_or(|v| !v.is_empty()), || {
+            format!("spec.auth.{path}: must not be empty (leave it out to skip the check)")
+        });
     }
 }
 
@@ -487,6 +564,61 @@ spec:
         assert!(text.contains("spec.gateway.autoscaling.connectionsPerPod: 0 is outside"));
         let err = spec("rebalanceTolerance: 10.5, rebalanceRate: 10001", "").expect_err("invalid");
         assert_eq!(err.problems.len(), 2, "{err}");
+    }
+
+    #[test]
+    fn auth_needs_one_key_source_in_jwt_mode_only() {
+        let with = |auth: &str| {
+            parse(&format!(
+                "apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata: {{name: demo}}\nspec: {{auth: {auth}}}\n"
+            ))
+            .validate()
+        };
+        assert_eq!(
+            with("{mode: jwt, hmacSecretRef: {name: s, key: k}}"),
+            Ok(())
+        );
+        assert_eq!(
+            with(
+                "{mode: jwt, jwksUrl: 'https://idp.example.com/jwks', audience: chat, issuer: 'https://idp.example.com', tokenUrl: /auth/token}"
+            ),
+            Ok(())
+        );
+        let two = with(
+            "{mode: jwt, hmacSecretRef: {name: s, key: k}, publicKeySecretRef: {name: p, key: k}}",
+        )
+        .expect_err("two keys");
+        assert!(two.to_string().contains("exactly one key source"), "{two}");
+        let none = with("{mode: jwt}").expect_err("no key");
+        assert!(none.to_string().contains("found 0"), "{none}");
+        let anonymous = with("{hmacSecretRef: {name: s, key: k}}").expect_err("key without jwt");
+        assert!(
+            anonymous.to_string().contains("only with mode: jwt"),
+            "{anonymous}"
+        );
+        let plain = with("{mode: jwt, jwksUrl: 'http://idp.example.com/jwks'}").expect_err("http");
+        assert!(plain.to_string().contains("spec.auth.jwksUrl"), "{plain}");
+        let token = with("{mode: jwt, jwksUrl: 'https://idp/jwks', tokenUrl: 'auth/token'}")
+            .expect_err("relative token url");
+        assert!(token.to_string().contains("spec.auth.tokenUrl"), "{token}");
+    }
+
+    #[test]
+    fn any_origin_is_explicit_and_alone() {
+        let with = |origins: &str| {
+            parse(&format!(
+                "apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata: {{name: demo}}\nspec: {{gateway: {{settings: {{allowedOrigins: {origins}}}}}}}\n"
+            ))
+            .validate()
+        };
+        assert_eq!(with("['*']"), Ok(()));
+        assert_eq!(with("['https://chat.example.com']"), Ok(()));
+        let mixed = with("['*', 'https://chat.example.com']").expect_err("mixed");
+        assert!(
+            mixed.to_string().contains("must be the only entry"),
+            "{mixed}"
+        );
+        assert!(with("['chat.example.com']").is_err());
     }
 
     #[test]

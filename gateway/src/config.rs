@@ -73,7 +73,7 @@ pub struct Config {
     #[arg(long, env = "CANVASCHAT_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
 
-    /// Comma-separated Origin allow-list for the WebSocket upgrade (unset: any origin).
+    /// Comma-separated Origin allow-list for the WebSocket upgrade; `*` or unset: any origin.
     #[arg(long, env = "CANVASCHAT_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
@@ -268,6 +268,10 @@ impl Config {
             if origin.is_empty() {
                 continue;
             }
+            if origin == "*" {
+                origins.push(origin.to_owned());
+                continue;
+            }
             if !(origin.starts_with("http://") || origin.starts_with("https://"))
                 || origin
                     .split("://")
@@ -350,7 +354,12 @@ impl Config {
             // Non-browser clients send no Origin; the list protects browsers from
             // cross-site use, which always carries one.
             None => true,
-            Some(_) if self.allowed_origins.is_empty() => true,
+            Some(_)
+                if self.allowed_origins.is_empty()
+                    || self.allowed_origins.iter().any(|o| o == "*") =>
+            {
+                true
+            }
             Some(origin) => {
                 let origin = origin.trim_end_matches('/').to_ascii_lowercase();
                 self.allowed_origins.contains(&origin)
@@ -436,6 +445,18 @@ mod tests {
             bad.err(),
             Some(ConfigError::BadOrigin("chat.example.com".into()))
         );
+    }
+
+    #[test]
+    fn a_star_allows_any_origin() {
+        let c = parse(&["--allowed-origins", "*"])
+            .validate()
+            .expect("valid");
+        assert!(c.origin_allowed(Some("https://anything.example")));
+        let listed = parse(&["--allowed-origins", "https://chat.example.com"])
+            .validate()
+            .expect("valid");
+        assert!(!listed.origin_allowed(Some("https://anything.example")));
     }
 
     #[test]

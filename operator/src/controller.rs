@@ -375,6 +375,20 @@ async fn password_hash(ctx: &Context, cc: &CanvasChat, ns: &str) -> Result<Strin
         .ok_or_else(|| Error::SecretMissing(format!("Secret {name} has no key {key:?}")))
 }
 
+/// The hashes the gateway pod template carries: the Redis password's and, when spec.auth reads
+/// a key from a Secret, that key's. A missing Secret or key is `SecretMissing`.
+async fn secret_hashes(
+    ctx: &Context,
+    cc: &CanvasChat,
+    ns: &str,
+) -> Result<(String, Option<String>), Error> {
+    let password = password_hash(ctx, cc, ns).await?;
+    let auth_secret = resources::auth_key_secret(cc).and_then(|n| get(&ctx.stores.secrets, ns, n));
+    let auth =
+        resources::auth_key_hash(cc, auth_secret.as_deref(), ns).map_err(Error::SecretMissing)?;
+    Ok((password, auth))
+}
+
 /// Delete `name` of kind `K` if the store holds it and this CanvasChat controls it.
 async fn delete_controlled<K>(
     ctx: &Context,
@@ -815,8 +829,8 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
         return Ok(Action::requeue(ctx.resync()));
     }
 
-    let password_hash = match password_hash(&ctx, &cc, &ns).await {
-        Ok(hash) => hash,
+    let (password_hash, auth_secret_hash) = match secret_hashes(&ctx, &cc, &ns).await {
+        Ok(hashes) => hashes,
         Err(Error::SecretMissing(message)) => {
             ctx.retry_warning(&cc, "SecretMissing", message.clone())
                 .await;
@@ -828,6 +842,7 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
     let options = BuildOptions {
         gateway_image: ctx.settings.gateway_image.clone(),
         password_hash: Some(password_hash),
+        auth_secret_hash,
     };
     let desired = resources::build(&cc, &options)?;
 
@@ -929,14 +944,18 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
     Ok(Action::requeue(ctx.resync()))
 }
 
-/// CanvasChats in `namespace` that use the Secret `secret` for their Redis password.
+/// CanvasChats in `namespace` that use the Secret `secret` for their Redis password or auth key.
 fn chats_using_secret(chats: &Store<CanvasChat>, secret: &Secret) -> Vec<ObjectRef<CanvasChat>> {
     let ns = secret.namespace();
     let name = secret.name_any();
     chats
         .state()
         .iter()
-        .filter(|cc| cc.namespace() == ns && resources::password_secret(cc).0 == name)
+        .filter(|cc| {
+            cc.namespace() == ns
+                && (resources::password_secret(cc).0 == name
+                    || resources::auth_key_secret(cc) == Some(name.as_str()))
+        })
         .map(|cc| ObjectRef::from_obj(cc.as_ref()))
         .collect()
 }

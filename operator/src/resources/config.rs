@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use canvaschat_crds::{CanvasChat, RedisMode};
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use super::sentinel;
 use super::{Component, GATEWAY_PORT, Names, REDIS_PORT, child_meta, short_hash};
+use super::{access, auth, sentinel};
 
 /// Redis URL without credentials: the password reaches the gateway as its own variable.
 /// In sentinel mode the gateways find the master through the Sentinels.
@@ -62,12 +62,14 @@ pub fn config_map(cc: &CanvasChat, names: &Names) -> Result<ConfigMap, serde_jso
         ("CANVASCHAT_LOG_FORMAT".to_owned(), "json".to_owned()),
         ("RUST_LOG".to_owned(), s.log_level.as_str().to_owned()),
     ]);
-    if !s.allowed_origins.is_empty() {
-        data.insert(
-            "CANVASCHAT_ALLOWED_ORIGINS".to_owned(),
-            s.allowed_origins.join(","),
-        );
+    let origins = access::allowed_origins(cc);
+    if !origins.is_empty() {
+        data.insert("CANVASCHAT_ALLOWED_ORIGINS".to_owned(), origins.join(","));
     }
+    if let Some(hops) = access::trusted_proxy_hops(cc) {
+        data.insert("CANVASCHAT_TRUSTED_PROXY_HOPS".to_owned(), hops.to_string());
+    }
+    data.extend(auth::env(&cc.spec.auth));
     data.insert("CANVASCHAT_REDIS_URL".to_owned(), redis_url(cc, names));
     let name = format!(
         "{}{}",

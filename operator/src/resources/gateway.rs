@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::auth::{self, AUTH_SECRET_HASH_ANNOTATION};
 use super::{
     BuildOptions, CONFIG_HASH_ANNOTATION, Component, GATEWAY_METRICS_PORT, GATEWAY_PORT,
     GATEWAY_SERVICE_PORT, METRICS_PORT_NAME, Names, SECRET_HASH_ANNOTATION, child_meta,
@@ -85,6 +86,23 @@ pub fn deployment(
     if let Some(hash) = &options.password_hash {
         pod_annotations.insert(SECRET_HASH_ANNOTATION.to_owned(), hash.clone());
     }
+    if let Some(hash) = &options.auth_secret_hash {
+        pod_annotations.insert(AUTH_SECRET_HASH_ANNOTATION.to_owned(), hash.clone());
+    }
+    let mut volumes = vec![Volume {
+        name: "tmp".to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    }];
+    let mut volume_mounts = vec![VolumeMount {
+        name: "tmp".to_owned(),
+        mount_path: "/tmp".to_owned(),
+        ..Default::default()
+    }];
+    if let Some((volume, mount)) = auth::key_volume(&cc.spec.auth) {
+        volumes.push(volume);
+        volume_mounts.push(mount);
+    }
     let selector = selector_labels(names, Component::Gateway);
 
     let container = Container {
@@ -133,11 +151,7 @@ pub fn deployment(
         startup_probe: Some(http_probe("/health", 2, 30)),
         liveness_probe: Some(http_probe("/health", 10, 3)),
         readiness_probe: Some(http_probe("/ready", 5, 2)),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "tmp".to_owned(),
-            mount_path: "/tmp".to_owned(),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(volume_mounts),
         ..Default::default()
     };
 
@@ -192,11 +206,7 @@ pub fn deployment(
                         }),
                         ..Default::default()
                     }]),
-                    volumes: Some(vec![Volume {
-                        name: "tmp".to_owned(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
-                        ..Default::default()
-                    }]),
+                    volumes: Some(volumes),
                     ..Default::default()
                 }),
             },

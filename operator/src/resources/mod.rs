@@ -2,6 +2,8 @@
 //! Nothing here talks to a cluster, so `render` and the unit tests use the same code as the
 //! controller.
 
+mod access;
+mod auth;
 mod config;
 mod gateway;
 mod hpa;
@@ -13,10 +15,15 @@ mod route;
 mod secret;
 mod sentinel;
 
+pub use auth::{
+    AUTH_SECRET_HASH_ANNOTATION, key_hash as auth_key_hash, key_secret_name as auth_key_secret,
+};
 pub use monitoring::pod_monitor_resource;
 pub use route::http_route_resource;
 pub use secret::{PASSWORD_KEY, generated_secret};
 
+#[cfg(test)]
+mod auth_tests;
 #[cfg(test)]
 mod sentinel_tests;
 #[cfg(test)]
@@ -201,6 +208,9 @@ pub struct BuildOptions {
     pub gateway_image: String,
     /// Hash of the Redis password; `None` (render, no cluster) leaves the annotation out.
     pub password_hash: Option<String>,
+    /// Hash of the spec.auth key from its Secret; `None` (no such key, or render) leaves the
+    /// annotation out.
+    pub auth_secret_hash: Option<String>,
 }
 
 impl Default for BuildOptions {
@@ -208,6 +218,7 @@ impl Default for BuildOptions {
         Self {
             gateway_image: defaults::gateway_image(),
             password_hash: None,
+            auth_secret_hash: None,
         }
     }
 }

@@ -18,6 +18,7 @@ fn opts() -> BuildOptions {
     BuildOptions {
         gateway_image: "registry.example/gateway:9.9.9".into(),
         password_hash: Some("pwhash".into()),
+        auth_secret_hash: None,
     }
 }
 
