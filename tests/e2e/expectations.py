@@ -54,6 +54,25 @@ SETTINGS_ENV = {
 }
 
 
+def expected_origins(spec: dict[str, Any]) -> list[str]:
+    """CANVASCHAT_ALLOWED_ORIGINS as a list: the spec's, else https (and http where no TLS is
+    known to be in front) for the Ingress host and every non-wildcard HTTPRoute host name."""
+    explicit = spec["gateway"]["settings"]["allowedOrigins"]
+    if explicit:
+        return list(explicit)
+    origins: list[str] = []
+    ingress = spec["ingress"]
+    hosts: list[tuple[str, bool]] = []
+    if ingress["enabled"] and ingress.get("host"):
+        hosts.append((ingress["host"], not ingress.get("tlsSecretName")))
+    hosts += [(h, True) for h in (spec.get("httpRoute") or {}).get("hostnames", []) if not h.startswith("*.")]
+    for host, plain in hosts:
+        for origin in [f"https://{host}"] + ([f"http://{host}"] if plain else []):
+            if origin not in origins:
+                origins.append(origin)
+    return origins
+
+
 def merged(defaults: Any, spec: Any) -> Any:
     if isinstance(defaults, dict) and isinstance(spec, dict):
         out = copy.deepcopy(defaults)
@@ -229,10 +248,16 @@ def assert_children(chat: dict[str, Any]) -> dict[str, dict[str, Any]]:
     env = container_env(pod, namespace)
     for field, var in SETTINGS_ENV.items():
         assert env.get(var) == str(gw["settings"][field]), f"gateway {var}={env.get(var)!r}, want {gw['settings'][field]}"
-    origins = ",".join(gw["settings"]["allowedOrigins"])
+    origins = ",".join(expected_origins(spec))
     assert env.get("CANVASCHAT_ALLOWED_ORIGINS", "") == origins, (
         f"CANVASCHAT_ALLOWED_ORIGINS={env.get('CANVASCHAT_ALLOWED_ORIGINS')!r}, want {origins!r}"
     )
+    proxied = spec["ingress"]["enabled"] or bool(spec.get("httpRoute"))
+    assert env.get("CANVASCHAT_TRUSTED_PROXY_HOPS") == ("1" if proxied else None), (
+        f"CANVASCHAT_TRUSTED_PROXY_HOPS={env.get('CANVASCHAT_TRUSTED_PROXY_HOPS')!r} with an Ingress or route: {proxied}"
+    )
+    auth = spec.get("auth") or {}
+    assert env.get("CANVASCHAT_AUTH") == auth.get("mode", "anonymous"), f"CANVASCHAT_AUTH={env.get('CANVASCHAT_AUTH')!r}"
     redis_url = env.get("CANVASCHAT_REDIS_URL", "")
     redis = spec["redis"]
     sentinel = redis["mode"] == "sentinel"
