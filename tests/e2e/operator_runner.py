@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -26,7 +27,7 @@ from typing import Any
 import yaml
 
 from images import dockerfile_for, parse_dockerfile, resolve
-from kube import eventually, kubectl, list_objects
+from kube import child_writes, eventually, kubectl, list_objects
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "canvaschat-operator"
@@ -34,6 +35,9 @@ RELEASE = "canvaschat-operator"
 RELEASE_NAMESPACE = os.environ.get("CANVASCHAT_E2E_OPERATOR_NAMESPACE", "canvaschat-system")
 # A short resync so the suite sees periodic reconciles (the chart's default is 300 s).
 RESYNC_SECONDS = int(os.environ.get("CANVASCHAT_E2E_RESYNC_SECONDS", "10"))
+# The controller logs each finished reconcile at debug level with the CanvasChat's name and
+# namespace: the suite's evidence that a given operator has reconciled a given chat.
+RECONCILE_LOG = "canvaschat_operator::controller=debug"
 
 
 def helm(*args: str, timeout: float = 300) -> str:
@@ -60,6 +64,8 @@ def install_chart(extra_args: list[str]) -> None:
         "upgrade", "--install", RELEASE, str(CHART),
         "--namespace", RELEASE_NAMESPACE, "--create-namespace",
         "--set", f"resyncSeconds={RESYNC_SECONDS}",
+        # helm's --set splits on unescaped commas.
+        "--set", f"logLevel=info\\,{RECONCILE_LOG}",
         *extra_args,
         "--wait", "--timeout", "180s",
     )
@@ -120,6 +126,52 @@ def chart_container(pod_name: str) -> tuple[list[str], dict[str, str]]:
     env = dict(process.env)
     env.pop("CANVASCHAT_METRICS_ADDR", None)
     return args, env
+
+
+def reconciled_in(log: str, namespace: str, name: str) -> int:
+    """How many finished reconciles of CanvasChat namespace/name an operator log shows
+    (JSON lines, or text lines `... reconciled name=N namespace=NS`)."""
+    count = 0
+    for line in log.splitlines():
+        if "reconciled" not in line:
+            continue
+        if line.startswith("{"):
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            fields = event.get("fields", event)
+            count += (fields.get("message"), fields.get("name"), fields.get("namespace")) == ("reconciled", name, namespace)
+        else:
+            count += bool(re.search(rf"\breconciled name={re.escape(name)} namespace={re.escape(namespace)}(\s|$)", line))
+    return count
+
+
+def wait_reconciled(operator: Any, namespace: str, name: str, times: int, since: int | None = None) -> int:
+    """Waits until the current leader has finished `times` reconciles of namespace/name since
+    its count was `since` (default: now), so at least times - 1 started after that; returns
+    the count. Each takes at most one resync."""
+    start = operator.reconciled(namespace, name) if since is None else since
+    return eventually(
+        lambda: (n := operator.reconciled(namespace, name)) >= start + times and n,
+        timeout=RESYNC_SECONDS * 1.2 * times + 60,
+        what=f"{times} reconciles of {namespace}/{name} by the leading operator (count was {start})",
+    )
+
+
+def settled(operator: Any, namespace: str, name: str) -> dict[str, tuple[str, str, str]]:
+    """The chat's child_writes once two reconciles of it in a row (one started after the
+    first look) have written nothing: the operator has finished with it."""
+
+    def quiet() -> dict[str, tuple[str, str, str]]:
+        before = child_writes(namespace, name)
+        wait_reconciled(operator, namespace, name, 2)
+        after = child_writes(namespace, name)
+        changed = sorted(k for k in after if k not in before or after[k][1] != before[k][1])
+        assert not changed, f"the operator is still writing {changed}"
+        return after
+
+    return eventually(quiet, timeout=RESYNC_SECONDS * 10 + 120, what=f"the operator done with {namespace}/{name}")
 
 
 def leases() -> dict[str, str]:
@@ -192,6 +244,10 @@ class OperatorProcess:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
+    def reconciled(self, namespace: str, name: str) -> int:
+        """Finished reconciles of namespace/name by this process, from its log."""
+        return reconciled_in(self.log_path.read_text(errors="replace"), namespace, name)
+
     def is_leader(self) -> bool:
         """Whether this process says (canvaschat_operator_leader) it holds the lease."""
         for line in self.http("/metrics")[1].splitlines():
@@ -250,7 +306,7 @@ class ProcessOperator:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/tmp"),
             "KUBECONFIG": str(self.kubeconfig),
-            "RUST_LOG": os.environ.get("RUST_LOG", chart_env.get("RUST_LOG", "info")),
+            "RUST_LOG": f"{os.environ['RUST_LOG']},{RECONCILE_LOG}" if os.environ.get("RUST_LOG") else chart_env.get("RUST_LOG", "info"),
             **(env_overrides or {}),
         }
         with log_path.open("wb") as log:
@@ -262,6 +318,16 @@ class ProcessOperator:
 
     def running(self) -> list[OperatorProcess]:
         return [p for p in self.processes if p.alive()]
+
+    def leader(self) -> OperatorProcess:
+        """The running process holding the lease (it says so on its /metrics)."""
+        leaders = [p for p in self.running() if p.is_leader()]
+        assert len(leaders) == 1, f"processes reporting leadership: {[p.name for p in leaders]}"
+        return leaders[0]
+
+    def reconciled(self, namespace: str, name: str) -> int:
+        """Finished reconciles of namespace/name by the current leader."""
+        return self.leader().reconciled(namespace, name)
 
     def restart(self, env_overrides: dict[str, str] | None = None) -> None:
         for op in self.running():
@@ -311,6 +377,18 @@ class DeploymentOperator:
     def restart(self) -> None:
         kubectl("rollout", "restart", "deployment", chart_deployment_name(), "-n", RELEASE_NAMESPACE)
         self.wait_rolled_out()
+
+    def leader(self) -> str:
+        """The operator pod holding the lease (a pod of the current rollout)."""
+        holders = list(leases().values())
+        assert len(holders) == 1, f"want exactly one held Lease, have {holders}"
+        pods = self.pods()
+        assert holders[0] in pods, f"lease holder {holders[0]!r} is not a running operator pod {pods}"
+        return holders[0]
+
+    def reconciled(self, namespace: str, name: str) -> int:
+        """Finished reconciles of namespace/name by the current leader pod, from its log."""
+        return reconciled_in(kubectl("logs", self.leader(), "-n", RELEASE_NAMESPACE, timeout=60), namespace, name)
 
     def upgrade_gateway_image(self, image: str | None) -> None:
         """`helm upgrade` with a new gateway image value (None: back to the chart's)."""

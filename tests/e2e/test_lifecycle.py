@@ -4,20 +4,22 @@ everything."""
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 from conftest import READY_TIMEOUT, get_chat, wait_ready
+from crds import host
 from expectations import assert_children, current_config_map, expected_children
 from kube import CHILD_KINDS, condition, delete, eventually, get, list_objects, patch
+from operator_runner import wait_reconciled
 
 CHAT = "chat"
-FULL_SPEC = {
-    "gateway": {"autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 4}},
-    "ingress": {"enabled": True, "host": "chat.example.test"},
-}
-# How long a paused chat is watched to show that nothing changes.
-PAUSE_OBSERVATION_SECONDS = 8
+
+
+def full_spec() -> dict[str, Any]:
+    return {
+        "gateway": {"autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 4}},
+        "ingress": {"enabled": True, "host": host()},
+    }
 
 
 def template_hash(namespace: str) -> dict[str, str]:
@@ -30,7 +32,7 @@ def template_hash(namespace: str) -> dict[str, str]:
 
 
 def test_deleted_and_edited_children_are_put_back(namespace: str, ready_chat: Callable[..., Any]) -> None:
-    chat = ready_chat(CHAT, FULL_SPEC)
+    chat = ready_chat(CHAT, full_spec())
     before = assert_children(chat)
 
     delete("services", f"{CHAT}-gateway", namespace)
@@ -58,7 +60,7 @@ def test_deleted_and_edited_children_are_put_back(namespace: str, ready_chat: Ca
 
 
 def test_spec_change_rolls_out_the_gateway(namespace: str, ready_chat: Callable[..., Any]) -> None:
-    ready_chat(CHAT, FULL_SPEC)
+    ready_chat(CHAT, full_spec())
     hash_before = template_hash(namespace)
     patch("canvaschats.canvaschat.io", CHAT, namespace, {"spec": {"gateway": {"settings": {"rateLimitPerMinute": 42}}}})
     chat = wait_ready(namespace, CHAT)
@@ -74,7 +76,7 @@ def test_spec_change_rolls_out_the_gateway(namespace: str, ready_chat: Callable[
 
 
 def test_disabling_autoscaling_and_ingress_deletes_them(namespace: str, ready_chat: Callable[..., Any]) -> None:
-    ready_chat(CHAT, FULL_SPEC)
+    ready_chat(CHAT, full_spec())
     assert get("horizontalpodautoscalers.autoscaling", f"{CHAT}-gateway", namespace) is not None
     assert get("ingresses.networking.k8s.io", CHAT, namespace) is not None
     patch("canvaschats.canvaschat.io", CHAT, namespace, {
@@ -92,8 +94,8 @@ def test_disabling_autoscaling_and_ingress_deletes_them(namespace: str, ready_ch
     assert chat["status"]["url"] == f"http://{CHAT}-gateway.{namespace}.svc"
 
 
-def test_pause_stops_changes_and_unpause_resumes(namespace: str, ready_chat: Callable[..., Any]) -> None:
-    applied = ready_chat(CHAT, FULL_SPEC)["metadata"]["generation"]
+def test_pause_stops_changes_and_unpause_resumes(operator: Any, namespace: str, ready_chat: Callable[..., Any]) -> None:
+    applied = ready_chat(CHAT, full_spec())["metadata"]["generation"]
     hash_before = template_hash(namespace)
     patch("canvaschats.canvaschat.io", CHAT, namespace, {"spec": {"paused": True}})
 
@@ -104,14 +106,13 @@ def test_pause_stops_changes_and_unpause_resumes(namespace: str, ready_chat: Cal
         return chat
 
     eventually(paused_condition, timeout=30, what="Paused=True")
+    done = operator.reconciled(namespace, CHAT)
     patch("canvaschats.canvaschat.io", CHAT, namespace, {"spec": {"gateway": {"settings": {"rateLimitPerMinute": 7}}}})
     delete("services", f"{CHAT}-gateway", namespace)
-
-    deadline = time.monotonic() + PAUSE_OBSERVATION_SECONDS
-    while time.monotonic() < deadline:
-        assert get("services", f"{CHAT}-gateway", namespace) is None, "a paused chat's deleted Service came back"
-        assert template_hash(namespace) == hash_before, "a paused chat's gateway was changed"
-        time.sleep(0.5)
+    # Two more finished reconciles: at least one started after both edits and saw them.
+    wait_reconciled(operator, namespace, CHAT, 2, since=done)
+    assert get("services", f"{CHAT}-gateway", namespace) is None, "a paused chat's deleted Service came back"
+    assert template_hash(namespace) == hash_before, "a paused chat's gateway was changed"
     # GitOps tools compare observedGeneration with generation: the edit must not look applied.
     chat = paused_condition()
     assert chat["metadata"]["generation"] > applied
@@ -134,7 +135,7 @@ def test_pause_stops_changes_and_unpause_resumes(namespace: str, ready_chat: Cal
 
 
 def test_deleting_the_chat_collects_every_child(namespace: str, ready_chat: Callable[..., Any]) -> None:
-    chat = ready_chat(CHAT, FULL_SPEC)
+    chat = ready_chat(CHAT, full_spec())
     assert len(expected_children(chat)) >= 8
     delete("canvaschats.canvaschat.io", CHAT, namespace, wait=True)
 

@@ -6,32 +6,38 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from typing import Any, Callable
 
 from conftest import wait_ready
+from crds import host
 from expectations import assert_children
 from kube import child_writes, delete, eventually, get, kubectl
-from operator_runner import RELEASE_NAMESPACE, chart_deployment_name, chart_service_account, leases
+from operator_runner import (
+    RELEASE_NAMESPACE,
+    chart_deployment_name,
+    chart_service_account,
+    leases,
+    settled,
+    wait_reconciled,
+)
 
 CHAT = "chat"
-SPEC = {"ingress": {"enabled": True, "host": "restart.example.test"}}
-# A fresh operator lists every CanvasChat at start; this is ample time for it to reconcile
-# (and, if it were going to, rewrite) every child.
-SETTLE_SECONDS = 10
+
+
+def spec() -> dict[str, Any]:
+    return {"ingress": {"enabled": True, "host": host()}}
 
 
 def test_restart_rewrites_no_child(operator: Any, namespace: str, ready_chat: Callable[..., Any]) -> None:
-    ready_chat(CHAT, SPEC)
-    time.sleep(3)  # let the first reconciles (status updates included) finish
-    before = child_writes(namespace, CHAT)
+    ready_chat(CHAT, spec())
+    before = settled(operator, namespace, CHAT)
     assert len(before) >= 8, f"children found: {sorted(before)}"
+    (old_leader,) = leases().values()
     operator.restart()
-    if operator.mode == "process":
-        # Wait until the new process has reconciled at least once, so the check is not vacuous.
-        fresh = operator.running()[-1]
-        eventually(lambda: fresh.reconciles() > 0, timeout=60, what="the restarted operator reconciling")
-    time.sleep(SETTLE_SECONDS)
+    # Evidence that the new operator (the new process or pod now holding the lease) has
+    # reconciled this chat twice, at start and once more, before anything is compared.
+    eventually(lambda: list(leases().values()) not in ([], [old_leader]), timeout=90, what=f"a new lease holder after {old_leader}")
+    wait_reconciled(operator, namespace, CHAT, 2, since=0)
     after = child_writes(namespace, CHAT)
     assert sorted(after) == sorted(before), f"children before {sorted(before)}, after {sorted(after)}"
     rewritten = sorted(k for k in after if after[k][1] != before[k][1])
@@ -46,7 +52,7 @@ def test_restart_rewrites_no_child(operator: Any, namespace: str, ready_chat: Ca
 def test_only_the_leader_reconciles_and_the_other_takes_over(
     operator: Any, namespace: str, ready_chat: Callable[..., Any]
 ) -> None:
-    ready_chat(CHAT, SPEC)
+    ready_chat(CHAT, spec())
     if operator.mode == "process":
         leader_handover_between_processes(operator, namespace)
     else:
@@ -63,13 +69,18 @@ def leader_handover_between_processes(operator: Any, namespace: str) -> None:
     holders = leases()
     assert len(holders) == 1, f"want exactly one held Lease, have {holders}"
 
+    # The standby is past its start and waiting for the lease.
+    eventually(lambda: "waiting for the leader lease" in second.log_tail(200), timeout=30, what=f"{second.name} waiting for the lease")
+
     # Cause work and see who does it: only the leader reconciles.
     base = {p.name: p.reconciles() for p in (first, second)}
+    done = first.reconciled(namespace, CHAT)
     delete("services", f"{CHAT}-gateway", namespace)
     eventually(lambda: get("services", f"{CHAT}-gateway", namespace), timeout=60, what="Service recreated")
-    time.sleep(2)
+    eventually(lambda: first.reconciled(namespace, CHAT) >= done + 2, timeout=60, what=f"{first.name} reconciling after the deletion")
     did = {p.name: p.reconciles() - base[p.name] for p in (first, second)}
     assert did[first.name] > 0 and did[second.name] == 0, f"reconciliations per process since the edit: {did}"
+    assert second.reconciles() == 0 and second.reconciled(namespace, CHAT) == 0, f"{second.name} reconciled while standing by"
 
     # Kill the leader without letting it release the lease: the standby must wait for the
     # lease to expire, take it and repair what changed meanwhile.
@@ -81,7 +92,7 @@ def leader_handover_between_processes(operator: Any, namespace: str) -> None:
         timeout=60,
         what=f"{second.name} recreating the Service",
     )
-    assert second.reconciles() > base[second.name]
+    assert second.reconciled(namespace, CHAT) > 0, f"{second.name} did not reconcile {CHAT} after taking over"
     assert_children(wait_ready(namespace, CHAT))
 
 
@@ -103,8 +114,13 @@ def leader_handover_between_pods(operator: Any, namespace: str) -> None:
             timeout=120,
             what="the other replica taking over the lease",
         )
+        new_leader = operator.leader()
+        assert new_leader != holder
+        done = operator.reconciled(namespace, CHAT)
         delete("services", f"{CHAT}-gateway", namespace)
         eventually(lambda: get("services", f"{CHAT}-gateway", namespace), timeout=60, what="Service recreated by the new leader")
+        # The new leader's own log shows it did the repair.
+        wait_reconciled(operator, namespace, CHAT, 1, since=done)
     finally:
         operator.scale(1)
 

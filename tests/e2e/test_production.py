@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from typing import Any, Callable
 
 from conftest import get_chat, wait_ready
 from expectations import assert_children
 from kube import apiserver_requests, condition, eventually, get, kubectl, list_objects, patch
-from operator_runner import RESYNC_SECONDS
+from crds import host
+from operator_runner import settled, wait_reconciled
 
 # Longest name the CRD accepts (crds/src/validation.rs MAX_NAME_LEN).
 LONGEST_NAME = "n" * 46
@@ -66,18 +66,17 @@ def no_namespace_terminating() -> bool:
 
 def test_idle_resync_makes_no_apply_request(operator: Any, namespace: str, ready_chat: Callable[..., Any]) -> None:
     eventually(no_namespace_terminating, timeout=120, what="earlier test namespaces gone")
-    ready_chat("idle", {"ingress": {"enabled": True, "host": "idle.example.test"}})
-    # Let the creation's follow-up reconciles (child status updates) and one resync pass.
-    time.sleep(RESYNC_SECONDS * 1.2)
+    ready_chat("idle", {"ingress": {"enabled": True, "host": host()}})
+    # The creation's follow-up reconciles (child status updates) are over.
+    settled(operator, namespace, "idle")
     wait_ready(namespace, "idle")
     before = operator_applies()
-    reconciles_before = operator.running()[-1].reconciles() if operator.mode == "process" else None
-    # Two resyncs of every CanvasChat (jittered by up to 10%).
-    time.sleep(RESYNC_SECONDS * 2.3)
+    done = operator.reconciled(namespace, "idle")
+    # The idle window: two more reconciles of the chat, the later one started after the window
+    # opened; with nothing changing, those are resyncs.
+    wait_reconciled(operator, namespace, "idle", 2, since=done)
     after = operator_applies()
-    if reconciles_before is not None:
-        assert operator.running()[-1].reconciles() > reconciles_before, "no resync happened: the check would be vacuous"
-    assert after - before == 0, f"{after - before:.0f} APPLY requests during an idle window of two resyncs"
+    assert after - before == 0, f"{after - before:.0f} APPLY requests during an idle window of two reconciles"
     total = apiserver_requests("APPLY")
     assert total >= after, "apiserver_request_total reports fewer APPLY requests than on our kinds"
 
