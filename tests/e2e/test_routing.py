@@ -79,7 +79,7 @@ def test_http_route_created_reported_and_removed(namespace: str, gateway_api: No
     eventually(accepted, timeout=60, what="RouteAccepted True from the route's status")
 
     # Drift on the route is reverted.
-    patch(ROUTE_CRD, "chat", namespace, {"spec": {"hostnames": ["elsewhere.example.test"]}})
+    patch(ROUTE_CRD, "chat", namespace, {"spec": {"hostnames": [host()]}})
     eventually(lambda: route()["spec"]["hostnames"] == [hostname], timeout=60, what="route hostnames restored")
 
     kubectl("patch", "canvaschat", "chat", "-n", namespace, "--type=json", "-p", '[{"op": "remove", "path": "/spec/httpRoute"}]')
