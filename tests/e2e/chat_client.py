@@ -1,8 +1,10 @@
 """Two WebSocket users passing a chat, per the wire protocol in design.md.
 
 Used by the pod-template test (two local gateway replicas) and, as a script, by the kind
-workflow to chat through the Ingress:  python chat_client.py URL_A [URL_B]
+workflow to chat through an HTTPRoute and an Ingress:  python chat_client.py URL_A [URL_B]
 where a URL is the gateway's base, e.g. ws://127.0.0.1:8080 (URL_B defaults to URL_A).
+With CHAT_CONNECT=HOST:PORT the clients connect there and send the URLs' host names as the
+Host header (a route's host name reached through a port-forward).
 """
 
 from __future__ import annotations
@@ -35,13 +37,17 @@ async def recv_type(ws: Any, wanted: str, timeout: float = 10) -> dict[str, Any]
         seen.append(frame)
 
 
-async def chat_between(base_a: str, base_b: str, max_message_bytes: int | None = None) -> None:
-    """alice on base_a and bob on base_b see each other and exchange messages both ways."""
+async def chat_between(
+    base_a: str, base_b: str, max_message_bytes: int | None = None, connect_to: tuple[str, int] | None = None
+) -> None:
+    """alice on base_a and bob on base_b see each other and exchange messages both ways
+    (over TCP to connect_to, when given, instead of the URLs' hosts)."""
     channel = f"e2e-{uuid.uuid4().hex[:8]}"
-    async with websockets.connect(f"{base_a}/api/chat?uid=alice&channel={channel}") as alice:
+    address = {"host": connect_to[0], "port": connect_to[1]} if connect_to else {}
+    async with websockets.connect(f"{base_a}/api/chat?uid=alice&channel={channel}", **address) as alice:
         sync = await recv_type(alice, "user_sync")
         assert "alice" in sync["users"], sync
-        async with websockets.connect(f"{base_b}/api/chat?uid=bob&channel={channel}") as bob:
+        async with websockets.connect(f"{base_b}/api/chat?uid=bob&channel={channel}", **address) as bob:
             sync = await recv_type(bob, "user_sync")
             assert {"alice", "bob"} <= set(sync["users"]), f"bob's user_sync: {sync}"
             joined = await recv_type(alice, "user_joined")
@@ -80,7 +86,9 @@ def main() -> int:
         return 2
     base_a = sys.argv[1].rstrip("/")
     base_b = (sys.argv[2] if len(sys.argv) == 3 else base_a).rstrip("/")
-    asyncio.run(asyncio.wait_for(chat_between(base_a, base_b), float(os.environ.get("CHAT_TIMEOUT", "60"))))
+    connect = os.environ.get("CHAT_CONNECT")
+    connect_to = (connect.rsplit(":", 1)[0], int(connect.rsplit(":", 1)[1])) if connect else None
+    asyncio.run(asyncio.wait_for(chat_between(base_a, base_b, connect_to=connect_to), float(os.environ.get("CHAT_TIMEOUT", "60"))))
     print(f"chat passed between {base_a} and {base_b}")
     return 0
 
