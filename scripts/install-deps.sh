@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the test suites need on a fresh Debian machine; a no-op for what is there.
 # Needs root (or sudo) for apt-get; everything else goes to $HOME/.cache/canvaschat.
+# --real-node also installs what `tests/controlplane/up.sh --real-node` runs (containerd,
+# runc, CNI plugins, iptables, conntrack, debootstrap, static busybox) and builds kubelet,
+# kube-proxy and the pause image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+real_node=false
+[ "${1:-}" = --real-node ] && real_node=true
 
 say() { printf '\n== %s\n' "$*"; }
 
@@ -22,6 +27,14 @@ command -v shellcheck > /dev/null || missing+=(shellcheck)
 # cc for the Rust crates that compile C; the venv module is a separate package on Debian.
 { command -v cc && command -v make; } > /dev/null || missing+=(build-essential)
 python3 -c 'import ensurepip, venv' 2> /dev/null || missing+=(python3-venv)
+if $real_node; then
+    # The package list is real-node.sh's, which checks for the same at start.
+    # shellcheck source=../tests/controlplane/real-node.sh
+    source tests/controlplane/real-node.sh
+    for pkg in "${RN_PACKAGES[@]}"; do
+        dpkg-query -W -f '${Status}' "$pkg" 2> /dev/null | grep -q 'ok installed' || missing+=("$pkg")
+    done
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     say "apt-get install ${missing[*]}"
     as_root apt-get update -qq
@@ -75,3 +88,7 @@ fi
 
 say "local Kubernetes control plane, kubectl, helm, actionlint and promtool (cached by version)"
 bash tests/controlplane/build.sh kubernetes kubectl etcd kwok helm actionlint promtool > /dev/null
+if $real_node; then
+    say "real node: kubelet, kube-proxy and the pause image (cached by version)"
+    bash tests/controlplane/build.sh node pause > /dev/null
+fi
