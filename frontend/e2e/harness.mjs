@@ -142,13 +142,14 @@ export async function startGateway(name, { redisUrl, logDir, env = {} }) {
     );
   }
   const port = await freePort();
+  const adminPort = await freePort();
   const gateway = new Service(
     name,
     bin,
     [],
     {
       CANVASCHAT_LISTEN: `127.0.0.1:${port}`,
-      CANVASCHAT_ADMIN_LISTEN: '127.0.0.1:0',
+      CANVASCHAT_ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
       CANVASCHAT_REDIS_URL: redisUrl,
       CANVASCHAT_STATIC_DIR: join(FRONTEND_DIR, 'dist'),
       CANVASCHAT_PRESENCE_HEARTBEAT_SECONDS: '1',
@@ -161,6 +162,14 @@ export async function startGateway(name, { redisUrl, logDir, env = {} }) {
   );
   gateway.port = port;
   gateway.origin = `http://127.0.0.1:${port}`;
+  gateway.adminOrigin = `http://127.0.0.1:${adminPort}`;
+  /** The value of an unlabelled metric on the admin listener's /metrics. */
+  gateway.metric = async (metric) => {
+    const text = await (await fetch(`${gateway.adminOrigin}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${metric} `));
+    if (line === undefined) throw new Error(`${name} has no metric ${metric}`);
+    return Number(line.slice(metric.length + 1));
+  };
   gateway.startAndWait = async () => {
     gateway.start();
     await waitFor(
@@ -246,4 +255,108 @@ export async function startTokenServer({ secret, origins, ttlSeconds }) {
   state.url = `http://127.0.0.1:${server.address().port}/token`;
   state.stop = () => new Promise((r) => server.close(r));
   return state;
+}
+
+/**
+ * A TCP load balancer in front of gateway replicas, as a Service or Ingress is: every client
+ * connection goes to the backend holding the fewest open connections through it (least
+ * connections, so a connection that moves lands on the replica just added, every run). The
+ * first request of each connection is read before choosing, so a test can `hold` a chosen
+ * one (e.g. a page's reconnect) until it releases it; `routed` lists where each went.
+ */
+export async function startBalancer() {
+  const { connect, createServer: createTcpServer } = await import('node:net');
+  const backends = [];
+  const sockets = new Set();
+  const waiting = [];
+  const everyHold = [];
+  const routed = [];
+
+  const pick = () => backends.reduce((best, b) => (best === null || b.open < best.open ? b : best), null);
+
+  async function route(client, head) {
+    const request = head.toString('latin1', 0, head.indexOf('\r\n'));
+    const hold = waiting.find((h) => h.matches(request));
+    if (hold !== undefined) {
+      waiting.splice(waiting.indexOf(hold), 1);
+      hold.arrived(request);
+      await hold.released;
+    }
+    const backend = pick();
+    if (backend === null || client.destroyed) {
+      client.destroy();
+      return;
+    }
+    routed.push({ request, backend: backend.name });
+    backend.open += 1;
+    const upstream = connect(backend.port, '127.0.0.1');
+    sockets.add(upstream);
+    let counted = true;
+    const done = () => {
+      if (counted) backend.open -= 1;
+      counted = false;
+      sockets.delete(upstream);
+      client.destroy();
+      upstream.destroy();
+    };
+    upstream.on('error', done);
+    upstream.on('close', done);
+    client.on('close', done);
+    upstream.write(head);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.resume();
+  }
+
+  const server = createTcpServer((client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    client.on('error', () => client.destroy());
+    let head = Buffer.alloc(0);
+    const onData = (chunk) => {
+      head = Buffer.concat([head, chunk]);
+      if (head.indexOf('\r\n') < 0 && head.length < 16_384) return;
+      client.off('data', onData);
+      client.pause();
+      route(client, head).catch(() => client.destroy());
+    };
+    client.on('data', onData);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = server.address().port;
+
+  return {
+    origin: `http://127.0.0.1:${port}`,
+    routed,
+    /** Sends new connections to `gateway` too (the Service gained an endpoint). */
+    add(gateway) {
+      backends.push({ name: gateway.name, port: gateway.port, open: 0 });
+    },
+    /**
+     * Holds the next connection whose request line `matches` until `release()`; `arrived`
+     * resolves with that request line once it comes.
+     */
+    hold(matches) {
+      const h = { matches };
+      const arrived = new Promise((r) => {
+        h.arrived = r;
+      });
+      h.released = new Promise((r) => {
+        h.release = r;
+      });
+      waiting.push(h);
+      everyHold.push(h);
+      return { arrived, release: h.release };
+    },
+    async stop() {
+      for (const h of everyHold) {
+        h.arrived(null);
+        h.release();
+      }
+      const closed = new Promise((r) => server.close(r));
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+  };
 }

@@ -9,9 +9,11 @@ import { artifactsDir, launchBrowser, startGateway, startRedis } from './harness
 
 /**
  * Registers the suite's before/after hooks (call it inside `describe`). `prefix` names the
- * gateways and screenshots; `env` is extra gateway environment.
+ * gateways and screenshots; `env` is extra gateway environment; `replicas` how many gateways
+ * start before the tests (more can join with `addReplica`).
  */
-export function replicaSuite(prefix, { env = {} } = {}) {
+export function replicaSuite(prefix, { env = {}, replicas = 2 } = {}) {
+  const name = (n) => (prefix ? `${prefix}-gateway-${n}` : `gateway-${n}`);
   const suite = {
     logDir: undefined,
     redis: undefined,
@@ -38,6 +40,17 @@ export function replicaSuite(prefix, { env = {} } = {}) {
       });
     },
 
+    /** Starts one more gateway on the suite's Redis, as the autoscaler adds a replica. */
+    async addReplica() {
+      const gateway = await startGateway(name(suite.gateways.length + 1), {
+        redisUrl: suite.redis.url,
+        logDir: suite.logDir,
+        env,
+      });
+      suite.gateways.push(gateway);
+      return gateway;
+    },
+
     /** A page whose errors are collected and whose console goes to the artifacts; `phone`
      * gives it a phone-sized touch screen with `page.tapAt(x, y)`. */
     async newPage(label, { phone = false } = {}) {
@@ -59,14 +72,10 @@ export function replicaSuite(prefix, { env = {} } = {}) {
     },
   };
 
-  const name = (n) => (prefix ? `${prefix}-gateway-${n}` : `gateway-${n}`);
   before(async () => {
     suite.logDir = artifactsDir();
     suite.redis = await startRedis(suite.logDir);
-    suite.gateways = [
-      await startGateway(name(1), { redisUrl: suite.redis.url, logDir: suite.logDir, env }),
-      await startGateway(name(2), { redisUrl: suite.redis.url, logDir: suite.logDir, env }),
-    ];
+    for (let i = 0; i < replicas; i += 1) await suite.addReplica();
     suite.browser = await launchBrowser();
   });
 
