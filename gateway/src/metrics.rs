@@ -100,6 +100,7 @@ pub struct Metrics {
     pub redis_errors: Family<OpLabel, Counter>,
     pub rebalance_shed: Counter,
     pub rebalance_fleet_mean: Gauge<f64, AtomicU64>,
+    pub rebalance_rounds_over: Gauge,
 }
 
 impl Default for Metrics {
@@ -118,6 +119,7 @@ impl Default for Metrics {
         let redis_errors = Family::<OpLabel, Counter>::default();
         let rebalance_shed = Counter::default();
         let rebalance_fleet_mean = Gauge::<f64, AtomicU64>::default();
+        let rebalance_rounds_over = Gauge::default();
         registry.register(
             "connections_active",
             "WebSocket connections open on this gateway",
@@ -178,6 +180,11 @@ impl Default for Metrics {
             "Mean WebSocket connections per gateway replica, as last read from Redis",
             rebalance_fleet_mean.clone(),
         );
+        registry.register(
+            "rebalance_rounds_over",
+            "Rebalancing rounds in a row this gateway has held more than its share of the connections",
+            rebalance_rounds_over.clone(),
+        );
         // Every label starts at zero so dashboards and alerts see the series before the
         // first failure.
         for reason in RejectReason::ALL {
@@ -200,6 +207,7 @@ impl Default for Metrics {
             redis_errors,
             rebalance_shed,
             rebalance_fleet_mean,
+            rebalance_rounds_over,
         }
     }
 }
@@ -245,6 +253,7 @@ mod tests {
             "canvaschat_redis_errors_total{op=\"Publish\"} 1",
             "canvaschat_rebalance_shed_total 0",
             "canvaschat_rebalance_fleet_mean 0",
+            "canvaschat_rebalance_rounds_over 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

@@ -1,8 +1,8 @@
 //! Rebalancing: WebSocket connections stay on the replica where they were opened, so a
 //! replica the autoscaler adds gets no load by itself. With Redis, every replica publishes
 //! its connection count each round (entries expire, so a replica that died drops out), reads
-//! the fleet's, and one holding more than `1 + tolerance` times the fleet mean closes a few
-//! connections with code 4000 (`rebalance`). Clients reconnect at once with `since`/`epoch`
+//! the fleet's, and one that has held more than `1 + tolerance` times the fleet mean for
+//! [`SUSTAIN_ROUNDS`] rounds in a row closes a few connections with code 4000 (`rebalance`). Clients reconnect at once with `since`/`epoch`
 //! and the Service spreads them; recovery makes the move lossless.
 //!
 //! The policy (how many to shed, which ones) is pure; [`FleetLoad`] is the Redis side and
@@ -11,7 +11,10 @@
 use std::{
     cmp::Reverse,
     collections::{HashMap, VecDeque},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -32,6 +35,9 @@ pub const ROUND: Duration = Duration::from_secs(1);
 const ENTRY_TTL: Duration = Duration::from_secs(5);
 /// A replica never sheds below this many connections: moving a handful buys nothing.
 pub const FLOOR: usize = 10;
+/// Rounds in a row a replica must be above its share before it sheds: a reload storm or a
+/// replica restarting skews the counts for a round or two, which is no reason to move anyone.
+pub const SUSTAIN_ROUNDS: usize = 3;
 const COUNTS_KEY: &str = "canvaschat:fleet:connections";
 const SEEN_KEY: &str = "canvaschat:fleet:expiry";
 pub const REASON: &str = "rebalance";
@@ -67,6 +73,16 @@ pub struct Policy {
     /// Most connections closed per round.
     pub rate: usize,
     pub floor: usize,
+    /// Rounds in a row above the tolerance before the first shed.
+    pub sustain: usize,
+}
+
+/// One round's outcome: how many rounds in a row (this one included) the replica has been
+/// above its share, and how many connections to close now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub rounds_over: usize,
+    pub shed: usize,
 }
 
 impl Policy {
@@ -75,6 +91,24 @@ impl Policy {
             tolerance: config.rebalance_tolerance,
             rate: config.rebalance_rate as usize,
             floor: FLOOR,
+            sustain: SUSTAIN_ROUNDS,
+        }
+    }
+
+    /// [`Self::shed_count`], once the replica has been above its share for `sustain` rounds
+    /// in a row; `rounds_over` is the streak before this round.
+    pub fn decide(&self, rounds_over: usize, own: usize, others: &[usize]) -> Decision {
+        let shed = self.shed_count(own, others);
+        if shed == 0 {
+            return Decision {
+                rounds_over: 0,
+                shed: 0,
+            };
+        }
+        let rounds_over = rounds_over.saturating_add(1);
+        Decision {
+            rounds_over,
+            shed: if rounds_over >= self.sustain { shed } else { 0 },
         }
     }
 
@@ -138,11 +172,13 @@ pub fn choose<T>(channels: Vec<Vec<(u64, T)>>, n: usize) -> Vec<T> {
     picked
 }
 
-/// The fleet's connection counts in Redis.
+/// The fleet's connection counts in Redis, and for how many rounds in a row this replica has
+/// been above its share of them.
 pub struct FleetLoad {
     conn: Arc<RedisConnection>,
     node: String,
     report: Script,
+    rounds_over: AtomicUsize,
 }
 
 impl FleetLoad {
@@ -151,6 +187,7 @@ impl FleetLoad {
             conn,
             node,
             report: Script::from_lua(format!("{NOW_MS}{REPORT}")),
+            rounds_over: AtomicUsize::new(0),
         }
     }
 
@@ -189,24 +226,29 @@ fn others(reply: &[String], own: &str) -> Vec<usize> {
 /// One round: publish, read, and shed what the policy says. A draining replica keeps
 /// reporting (its connections still count until they move) but never sheds; with
 /// rebalancing off it reports and sheds nothing, so the replicas that rebalance see the
-/// real fleet; while Redis fails, nothing happens.
+/// real fleet; while Redis fails, nothing happens and the streak starts over. The streak is
+/// counted (and shown) also where shedding is off, so it is visible when one would have come.
 pub async fn round(node: &Node, fleet: &FleetLoad, policy: Policy) {
     let own = node.hub.connection_count();
     let others = match fleet.report(own).await {
         Ok(others) => others,
         Err(error) => {
             tracing::debug!(%error, "fleet load report failed; not rebalancing this round");
+            fleet.rounds_over.store(0, Ordering::Relaxed);
+            node.metrics.rebalance_rounds_over.set(0);
             return;
         }
     };
     node.metrics
         .rebalance_fleet_mean
         .set(fleet_mean(own, &others));
-    if !node.config.rebalance || node.draining.is_cancelled() {
-        return;
-    }
-    let shed = policy.shed_count(own, &others);
-    if shed == 0 {
+    let Decision { rounds_over, shed } =
+        policy.decide(fleet.rounds_over.load(Ordering::Relaxed), own, &others);
+    fleet.rounds_over.store(rounds_over, Ordering::Relaxed);
+    node.metrics
+        .rebalance_rounds_over
+        .set(i64::try_from(rounds_over).unwrap_or(i64::MAX));
+    if !node.config.rebalance || node.draining.is_cancelled() || shed == 0 {
         return;
     }
     let picked: Vec<Arc<Closer>> = choose(node.hub.closers_by_channel(), shed);
@@ -231,6 +273,7 @@ mod tests {
         tolerance: 0.2,
         rate: 5,
         floor: FLOOR,
+        sustain: 3,
     };
 
     #[test]
@@ -259,6 +302,34 @@ mod tests {
         // mean 6: far above it, but only 2 above the floor.
         assert_eq!(POLICY.shed_count(12, &[0]), 2);
         assert_eq!(POLICY.shed_count(FLOOR, &[0, 0, 0]), 0);
+    }
+
+    #[test]
+    fn sheds_only_after_sustain_rounds_in_a_row_above_the_share() {
+        let over = |rounds_over, shed| Decision { rounds_over, shed };
+        assert_eq!(POLICY.decide(0, 120, &[0]), over(1, 0));
+        assert_eq!(POLICY.decide(1, 120, &[0]), over(2, 0));
+        assert_eq!(POLICY.decide(2, 120, &[0]), over(3, 5));
+        // Once shedding, every round above the share sheds.
+        assert_eq!(POLICY.decide(3, 115, &[5]), over(4, 5));
+    }
+
+    #[test]
+    fn a_transient_imbalance_sheds_nothing_and_starts_the_streak_over() {
+        // A reload storm: two rounds over, then back within the tolerance.
+        let mut rounds_over = 0;
+        for (own, other) in [(40, 10), (40, 10), (26, 24), (40, 10), (40, 10)] {
+            let decision = POLICY.decide(rounds_over, own, &[other]);
+            assert_eq!(
+                decision.shed, 0,
+                "{own} vs {other} after {rounds_over} rounds over"
+            );
+            rounds_over = decision.rounds_over;
+        }
+        assert_eq!(rounds_over, 2);
+        // Within the floor or the tolerance is not over either.
+        assert_eq!(POLICY.decide(7, FLOOR, &[0]).rounds_over, 0);
+        assert_eq!(POLICY.decide(7, 60, &[50]).rounds_over, 0);
     }
 
     #[test]

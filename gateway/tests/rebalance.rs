@@ -13,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use canvaschat_gateway::rebalance::SUSTAIN_ROUNDS;
 use common::{Client, Event, Gateway, GatewayOptions, Redis, history_offsets, join};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -292,13 +293,17 @@ async fn load(gateway: &Gateway, n: usize) -> Vec<Client> {
     clients
 }
 
-/// Waits until `gateway` has read an empty second replica's count (mean = half its own).
-/// A round sheds right after it records the mean, with no await in between, so from then
-/// on a replica that rebalanced would already have counted its sheds.
-async fn wait_for_fleet_of_two(gateway: &Gateway, own: usize) {
-    wait_for(Duration::from_secs(10), "the fleet's count", || async {
-        metric(gateway, "canvaschat_rebalance_fleet_mean").await == own as f64 / 2.0
-    })
+/// Waits until `gateway` has been above its share (so it has read the second replica's
+/// count) for a round more than it takes to shed: a replica that rebalanced would have
+/// finished its first shedding round, and counted it, by then.
+async fn wait_past_sustain(gateway: &Gateway) {
+    wait_for(
+        Duration::from_secs(15),
+        "rounds above the share",
+        || async {
+            metric(gateway, "canvaschat_rebalance_rounds_over").await > SUSTAIN_ROUNDS as f64
+        },
+    )
     .await;
 }
 
@@ -309,7 +314,7 @@ async fn with_rebalancing_off_nothing_moves() {
     let g0 = Gateway::start(&options(&redis).with("CANVASCHAT_REBALANCE", "false")).await;
     let clients = load(&g0, CLIENTS).await;
     let g1 = Gateway::start(&options(&redis)).await;
-    wait_for_fleet_of_two(&g0, CLIENTS).await;
+    wait_past_sustain(&g0).await;
     assert_eq!(metric(&g0, "canvaschat_rebalance_shed_total").await, 0.0);
     assert_eq!(connections(&g0).await, CLIENTS);
     assert_eq!(connections(&g1).await, 0);
@@ -322,14 +327,15 @@ async fn a_draining_replica_does_not_shed_by_rebalance() {
     let redis = Redis::start().await;
     let g0 = Gateway::start(
         &options(&redis)
-            .with("CANVASCHAT_DRAIN_DELAY_SECONDS", 6)
-            .with("CANVASCHAT_SHUTDOWN_GRACE_SECONDS", 12),
+            // Long enough for the new replica to start and the streak to pass SUSTAIN_ROUNDS.
+            .with("CANVASCHAT_DRAIN_DELAY_SECONDS", 12)
+            .with("CANVASCHAT_SHUTDOWN_GRACE_SECONDS", 18),
     )
     .await;
     let mut clients = load(&g0, CLIENTS).await;
     g0.signal("TERM");
     let _g1 = Gateway::start(&options(&redis)).await;
-    wait_for_fleet_of_two(&g0, CLIENTS).await;
+    wait_past_sustain(&g0).await;
     assert_eq!(metric(&g0, "canvaschat_rebalance_shed_total").await, 0.0);
     assert_eq!(connections(&g0).await, CLIENTS);
     // Each one leaves with the drain, not with a rebalance.
