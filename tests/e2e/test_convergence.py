@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from conftest import ARTIFACTS, canvaschat
-from kube import kubectl
+from kube import eventually, kubectl
 
 CHATS = int(os.environ.get("CANVASCHAT_E2E_CONVERGENCE_CHATS", "100"))
 # Loose ceilings, far above the targets, so only a real regression fails.
@@ -42,6 +42,7 @@ class ReadyWatch:
     def __init__(self, namespace: str) -> None:
         self.applied_at: dict[str, float] = {}
         self.ready_at: dict[str, float] = {}
+        self.seen: set[str] = set()
         self.lock = threading.Lock()
         self.proc = subprocess.Popen(
             ["kubectl", "get", "canvaschats.canvaschat.io", "-n", namespace, "--watch", "-o", "json"],
@@ -67,6 +68,8 @@ class ReadyWatch:
                 self.observe(obj)
 
     def observe(self, obj: dict[str, Any]) -> None:
+        with self.lock:
+            self.seen.add(obj["metadata"]["name"])
         status = obj.get("status") or {}
         ready = any(
             c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
@@ -98,7 +101,11 @@ class ReadyWatch:
 def test_convergence_of_one_and_many_chats(namespace: str) -> None:
     watch = ReadyWatch(namespace)
     try:
-        time.sleep(1)  # the watch's initial list is done
+        # The watch is established once it reports an object created after it started: a
+        # paused chat, which the operator gives no children.
+        marker = canvaschat("watch-marker", {"paused": True})
+        kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(marker))
+        eventually(lambda: "watch-marker" in watch.seen, timeout=30, what="the watch reporting the marker chat")
         start = time.monotonic()
         kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(canvaschat("one")))
         one = watch.wait(watch.ready_at, ["one"], ONE_CEILING_SECONDS, "Ready")["one"] - start
