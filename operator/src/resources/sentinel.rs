@@ -25,8 +25,10 @@ pub const SENTINEL_PORT: i32 = 26379;
 pub const SENTINEL_MASTER_NAME: &str = "canvaschat";
 /// Milliseconds without an answer before a Sentinel calls the master down.
 const DOWN_AFTER_MS: u32 = 5000;
-/// Milliseconds before a stuck failover is retried by another Sentinel.
-const FAILOVER_TIMEOUT_MS: u32 = 60000;
+/// Milliseconds before a stuck failover is retried by another Sentinel. A split vote waits
+/// twice this before the next election, so Sentinel's default (3 min) or even 60 s would keep
+/// chat down for minutes; 10 s bounds that while leaving a replica time to start its sync.
+const FAILOVER_TIMEOUT_MS: u32 = 10000;
 /// Where the Sentinel writes its config (it rewrites it as it learns the topology).
 pub const SENTINEL_DIR: &str = "/sentinel";
 
