@@ -3,7 +3,7 @@
 # Needs root (or sudo) for apt-get; everything else goes to $HOME/.cache/canvaschat.
 # --real-node also installs what `tests/controlplane/up.sh --real-node` runs (containerd,
 # runc, CNI plugins, iptables, conntrack, debootstrap, static busybox) and builds kubelet,
-# kube-proxy and the pause image.
+# kube-proxy, CoreDNS and the pause image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 real_node=false
@@ -89,6 +89,6 @@ fi
 say "local Kubernetes control plane, kubectl, helm, actionlint and promtool (cached by version)"
 bash tests/controlplane/build.sh kubernetes kubectl etcd kwok helm actionlint promtool > /dev/null
 if $real_node; then
-    say "real node: kubelet, kube-proxy and the pause image (cached by version)"
-    bash tests/controlplane/build.sh node pause > /dev/null
+    say "real node: kubelet, kube-proxy, CoreDNS and the pause image (cached by version)"
+    bash tests/controlplane/build.sh node coredns pause > /dev/null
 fi

@@ -7,6 +7,7 @@
 #   node        kubelet and kube-proxy of the same release (same wrapper module), for
 #               up.sh --real-node
 #   etcd, kwok (with its stage file), helm, actionlint, promtool, kind
+#   coredns     CoreDNS, the cluster DNS of up.sh --real-node
 #   pause       the sandbox image of a real node (OCI archive), in images/ next to the
 #               printed bin directory
 #   gateway-api, prometheus-operator   their CRDs (no binaries), in crds/<component>/ next to

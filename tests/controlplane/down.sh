@@ -18,7 +18,7 @@ pid_of() { # COMPONENT -> its pid, only if that pid is still this component's bi
     local pidfile=$CP_STATE_DIR/pids/$1 pid
     [ -f "$pidfile" ] || return 1
     pid=$(cat "$pidfile")
-    [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "/$1 " && echo "$pid"
+    [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qE "/$1(\.sh)? " && echo "$pid"
 }
 
 # stop COMPONENT... : SIGTERM them together, wait up to 15 s, then SIGKILL what is left.

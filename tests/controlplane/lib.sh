@@ -82,6 +82,16 @@ component() {
         C_LDFLAGS+=" -X github.com/rhysd/actionlint.version=$C_VERSION"
         C_PROBE=("$C_VERSION" --version)
         ;;
+    coredns) # the cluster DNS of a real node
+        C_VERSION=$(module_version coredns github.com/coredns/coredns)
+        C_PKGS=(github.com/coredns/coredns)
+        ;;
+    metrics-server) # the resource metrics API (kubectl top, the HPA) of a real node
+        C_VERSION=$(module_version metrics-server sigs.k8s.io/metrics-server)
+        C_PKGS=(sigs.k8s.io/metrics-server/cmd/metrics-server)
+        # Its Makefile's stamp: without it /version and the log say v0.0.0.
+        C_LDFLAGS+=" -X k8s.io/client-go/pkg/version.gitVersion=$C_VERSION"
+        ;;
     kind)
         C_VERSION=$(module_version kind sigs.k8s.io/kind)
         C_PKGS=(sigs.k8s.io/kind)

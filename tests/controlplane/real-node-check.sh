@@ -106,6 +106,17 @@ done
 [ ${#seen[@]} = 2 ] || fail "pod $first reached only ${!seen[*]} through ClusterIP $cluster_ip in 30 requests"
 ok "pod $first -> ClusterIP $cluster_ip reaches both pods, itself included (${!seen[*]})"
 
+# Cluster DNS (CoreDNS on the bridge address): the Service's name gives its ClusterIP; a
+# name outside the cluster gets no answer (nothing is forwarded off this machine).
+lookup=$(kubectl -n "$ns" exec "$first" -- nslookup "web.$ns.svc.cluster.local" 2>&1) || fail "pod $first could not resolve web: $lookup"
+grep -q "Address: $cluster_ip" <<< "$lookup" || fail "web.$ns.svc.cluster.local did not resolve to $cluster_ip: $lookup"
+short=$(kubectl -n "$ns" exec "$first" -- sh -c 'nslookup web 2>&1 || true')
+grep -q "Address: $cluster_ip" <<< "$short" || fail "the search path did not resolve web: $short"
+if outside=$(kubectl -n "$ns" exec "$first" -- nslookup example.com 2>&1) && grep -q '^Address: ' <<< "$(sed 1,2d <<< "$outside")"; then
+    fail "example.com resolved inside the cluster: $outside"
+fi
+ok "pod $first resolves web and web.$ns.svc.cluster.local to $cluster_ip; example.com gets no answer"
+
 # Pods have no default route: nothing they send can leave for another address.
 routes=$(kubectl -n "$ns" exec "$first" -- cat /proc/net/route) || fail "cannot read $first's routes"
 awk 'NR > 1 && $2 == "00000000" {found = 1} END {exit found}' <<< "$routes" ||

@@ -170,6 +170,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
         Root = "$d/containerd/runc"
+  # Images are imported, never pulled: every registry is a closed loopback port, so a pull
+  # fails at once instead of reaching out.
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."*"]
+    endpoint = ["http://127.0.0.1:9"]
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "$RN_CNI_BIN"
     conf_dir = "$d/cni/net.d"
@@ -210,8 +214,10 @@ cgroupRoot: $RN_CGROUP_ROOT
 failSwapOn: false
 # The hard limit of open files here is below kubelet's default of 1,000,000.
 maxOpenFiles: 20000
-# No host resolver in pods (its nameserver is off this machine) and no cluster DNS yet.
+# No host resolver in pods (its nameserver is off this machine); cluster DNS is CoreDNS on
+# the bridge's address.
 resolvConf: ""
+clusterDNS: [$RN_GATEWAY]
 clusterDomain: cluster.local
 podLogsDir: $d/pod-logs
 # Images are imported, never pulled: garbage collection must not remove them, and the
@@ -225,6 +231,26 @@ registerNode: true
 syncFrequency: 10s
 fileCheckFrequency: 10s
 nodeStatusReportFrequency: 10s
+EOF
+}
+
+# rn_corefile HEALTH_PORT READY_PORT: CoreDNS on the host at the bridge's address, serving
+# cluster.local from the API server and nothing else (no forwarding: names outside the
+# cluster get REFUSED rather than a query leaving this machine).
+rn_corefile() {
+    cat > "$(rn_dir)/Corefile" <<EOF
+cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
+    bind $RN_GATEWAY
+    errors
+    health 127.0.0.1:$1
+    ready 127.0.0.1:$2
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $CP_STATE_DIR/admin.kubeconfig
+        pods insecure
+        ttl 5
+    }
+    cache 5
+}
 EOF
 }
 
@@ -259,21 +285,28 @@ EOF
 # rn_down: stops the node and removes what it created on the host; the control plane must
 # still run (pods are deleted through it so kubelet tears their sandboxes down).
 rn_down() {
-    local d ns chain chains table rule shim pids mounts m task
+    local d ns chain chains table rule shim pid pids mounts m task volumes
     d=$(rn_dir)
     [ -d "$d" ] || return 0
+    local kubectl
+    kubectl=$("$CP_SRC_DIR/build.sh" kubectl | tail -n 1)/kubectl
     # No new pods, then delete every pod so kubelet stops its containers and releases its
     # network (CNI DEL) the normal way.
-    stop kube-controller-manager kube-scheduler
+    # hostpath-modes.sh runs in its own process group (setsid), with its kubectl watch.
+    if pid=$(pid_of hostpath-modes); then kill -TERM -- "-$pid" 2> /dev/null || true; fi
+    stop kube-controller-manager kube-scheduler hostpath-modes
+    # Volume directories of the hostPath provisioner, removed once nothing uses them.
+    volumes=$("$kubectl" --kubeconfig "$CP_STATE_DIR/admin.kubeconfig" get pv \
+        -o jsonpath='{range .items[*]}{.spec.hostPath.path}{"\n"}{end}' 2> /dev/null || true)
     if [ -f "$CP_STATE_DIR/admin.kubeconfig" ] && pid_of kubelet > /dev/null; then
-        kubectl --kubeconfig "$CP_STATE_DIR/admin.kubeconfig" delete pods --all --all-namespaces \
+        "$kubectl" --kubeconfig "$CP_STATE_DIR/admin.kubeconfig" delete pods --all --all-namespaces \
             --grace-period=5 --wait=false > /dev/null 2>&1 || true
         for _ in $(seq 150); do
-            [ -z "$(kubectl --kubeconfig "$CP_STATE_DIR/admin.kubeconfig" get pods -A -o name 2> /dev/null)" ] && break
+            [ -z "$("$kubectl" --kubeconfig "$CP_STATE_DIR/admin.kubeconfig" get pods -A -o name 2> /dev/null)" ] && break
             sleep 0.2
         done
     fi
-    stop kube-proxy kubelet
+    stop kube-proxy kubelet coredns
     if [ -x "$d/kube-proxy" ]; then
         "$d/kube-proxy" --cleanup > "$CP_STATE_DIR/logs/kube-proxy-cleanup.log" 2>&1 || true
     fi
@@ -307,12 +340,15 @@ rn_down() {
     # Mounts under the state directory (snapshots, pod volumes, shm), deepest first.
     mounts=$(awk -v p="$CP_STATE_DIR/" 'index($2, p) == 1 {print $2}' /proc/self/mounts | sort -r)
     for m in $mounts; do umount "$m" 2> /dev/null || umount -l "$m" 2> /dev/null || true; done
+    for m in $volumes; do
+        case $m in /tmp/hostpath_pv/*) rm -rf "$m" ;; esac
+    done
     # The node's cgroups, deepest first (empty once its processes are gone).
     find /sys/fs/cgroup/*"$RN_CGROUP_ROOT" -depth -type d -exec rmdir {} + 2> /dev/null || true
 }
 
 # rn_busybox_image OUT_DIR -> writes OUT_DIR/busybox.tar, an image of Debian's static
-# busybox (sh, httpd, nc as links; its wget crashes in static glibc's resolver) named canvaschat.local/busybox:<its version>, and
+# busybox (sh, httpd, nc, nslookup as links; its wget crashes in static glibc's resolver) named canvaschat.local/busybox:<its version>, and
 # prints that name. A small real image for checks of the node.
 rn_busybox_image() {
     local root=$1/busybox-root version applet
@@ -320,7 +356,7 @@ rn_busybox_image() {
     rm -rf "$root"
     mkdir -p "$root/bin" "$root/tmp" "$root/www"
     cp "$(command -v busybox)" "$root/bin/busybox"
-    for applet in sh httpd nc cat ls sleep; do ln -s busybox "$root/bin/$applet"; done
+    for applet in sh httpd nc nslookup cat ls sleep; do ln -s busybox "$root/bin/$applet"; done
     chmod 1777 "$root/tmp"
     python3 "$CP_SRC_DIR/oci_image.py" --name "canvaschat.local/busybox:$version" --out "$1/busybox.tar" \
         --entrypoint '["/bin/sh"]' --env PATH=/bin "$root" > /dev/null

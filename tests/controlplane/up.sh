@@ -27,8 +27,12 @@ fail() {
     exit 1
 }
 
-bin_of() { # component -> its binary: the cached builds, containerd from Debian
-    if [ "$1" = containerd ]; then command -v containerd; else echo "$CP_BIN_DIR/$1"; fi
+bin_of() { # component -> its binary: the cached builds, containerd from Debian, scripts here
+    case $1 in
+    containerd) command -v containerd ;;
+    hostpath-modes) echo "$CP_SRC_DIR/hostpath-modes.sh" ;;
+    *) echo "$CP_BIN_DIR/$1" ;;
+    esac
 }
 
 is_running() { # component -> true when its recorded pid is alive and still that program
@@ -39,7 +43,7 @@ is_running() { # component -> true when its recorded pid is alive and still that
 }
 
 if $real_node; then
-    CP_BIN_DIR=$("$CP_SRC_DIR/build.sh" "${CP_DEFAULT_COMPONENTS[@]}" node pause | tail -n 1)
+    CP_BIN_DIR=$("$CP_SRC_DIR/build.sh" "${CP_DEFAULT_COMPONENTS[@]}" node coredns pause | tail -n 1)
 else
     CP_BIN_DIR=$("$CP_SRC_DIR/build.sh" | tail -n 1)
 fi
@@ -72,7 +76,7 @@ pick_ports() { # NAME... : a free loopback port for each
     done
 }
 pick_ports etcd etcd-peer kube-apiserver kube-controller-manager kube-scheduler kwok
-if $real_node; then pick_ports kubelet kubelet-healthz kube-proxy kube-proxy-metrics; fi
+if $real_node; then pick_ports kubelet kubelet-healthz kube-proxy kube-proxy-metrics coredns-health coredns-ready; fi
 
 # --- certificates -------------------------------------------------------------------
 ossl() { openssl "$@" 2>> "$CP_STATE_DIR/logs/openssl.log"; }
@@ -237,6 +241,15 @@ args_kube_proxy() {
 }
 ready_kube_proxy() { wait_for kube-proxy 60 curl -fs --max-time 2 "http://127.0.0.1:${port[kube-proxy]}/healthz"; }
 
+args_coredns() {
+    args=(-conf "$(rn_dir)/Corefile")
+    rn_corefile "${port[coredns-health]}" "${port[coredns-ready]}"
+}
+ready_coredns() { wait_for coredns 60 curl -fs --max-time 2 "http://127.0.0.1:${port[coredns-ready]}/ready"; }
+
+args_hostpath_modes() { args=("$CP_BIN_DIR/kubectl" "$KUBECONFIG"); }
+ready_hostpath_modes() { wait_for hostpath-modes 10 is_running hostpath-modes; }
+
 launch() { # COMPONENT: start it on its current ports
     local args=()
     "args_${1//-/_}"
@@ -300,6 +313,10 @@ if $real_node; then
     await kubelet
     launch kube-proxy
     await kube-proxy
+    launch coredns
+    await coredns
+    launch hostpath-modes
+    await hostpath-modes
     wait_for kubelet 90 kubectl wait --for=condition=Ready "node/$RN_NODE" --timeout=2s
     node_line="real node $RN_NODE (pods $RN_POD_CIDR on $RN_BRIDGE, Services $RN_SERVICE_CIDR)"
 else
