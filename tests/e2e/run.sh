@@ -11,6 +11,9 @@
 # image), CANVASCHAT_E2E_GATEWAY_IMAGE (gateway image for every CanvasChat the suite
 # creates), CANVASCHAT_OPERATOR_BIN / CANVASCHAT_GATEWAY_BIN (binaries to use instead of
 # the release builds), CANVASCHAT_E2E_SKIP_BUILD=1 (use already built release binaries).
+# CANVASCHAT_E2E_REAL_NODE=1 (in progress, needs root): the local control plane gets a real
+# node (up.sh --real-node), the images of scripts/build-images.sh are imported into it, and
+# only the real-node tests (test_real_node.py) run.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -31,6 +34,10 @@ if [ "$(cat "$venv/.requirements" 2>/dev/null)" != "$want" ]; then
     echo "$want" > "$venv/.requirements"
 fi
 
+real_node=false
+[ "${CANVASCHAT_E2E_REAL_NODE:-0}" = 1 ] && real_node=true
+up_args=()
+$real_node && up_args=(--real-node)
 if [ -z "${KUBECONFIG:-}" ]; then
     export CANVASCHAT_CP_DIR=${CANVASCHAT_CP_DIR:-/tmp/canvaschat-e2e-controlplane}
     # Quiet teardown so pytest's summary stays the last line; the log keeps the details.
@@ -38,11 +45,11 @@ if [ -z "${KUBECONFIG:-}" ]; then
     say "starting the local control plane in $CANVASCHAT_CP_DIR"
     # A component that dies at start (seen once right after another control plane was torn
     # down) gets one clean retry; its logs are copied to the artifacts first.
-    if ! cp_env=$("$repo/tests/controlplane/up.sh"); then
+    if ! cp_env=$("$repo/tests/controlplane/up.sh" "${up_args[@]}"); then
         cp -r "$CANVASCHAT_CP_DIR/logs" "$CANVASCHAT_E2E_ARTIFACTS/controlplane-first-start-logs" 2> /dev/null || true
         "$repo/tests/controlplane/down.sh" > /dev/null 2>&1 || true
         say "the control plane failed to start; retrying once"
-        cp_env=$("$repo/tests/controlplane/up.sh") || { echo "ERROR: the local control plane did not start" >&2; exit 1; }
+        cp_env=$("$repo/tests/controlplane/up.sh" "${up_args[@]}") || { echo "ERROR: the local control plane did not start" >&2; exit 1; }
     fi
     eval "$cp_env"
     export CANVASCHAT_E2E_OPERATOR=${CANVASCHAT_E2E_OPERATOR:-process}
@@ -63,6 +70,15 @@ if [ "${CANVASCHAT_E2E_SKIP_BUILD:-0}" != 1 ] &&
     ! { [ -x "${CANVASCHAT_OPERATOR_BIN:-}" ] && [ -x "${CANVASCHAT_GATEWAY_BIN:-}" ]; }; then
     say "building canvaschat-operator and canvaschat-gateway (release)"
     (cd "$repo" && cargo build --release --quiet -p canvaschat-operator -p canvaschat-gateway)
+fi
+
+if $real_node; then
+    say "building the images and importing them into the real node"
+    mapfile -t images < <(CANVASCHAT_IMAGES_SKIP_BUILD=1 "$repo/scripts/build-images.sh" --import)
+    CANVASCHAT_E2E_GATEWAY_IMAGE=$(printf '%s\n' "${images[@]}" | grep -- '-gateway:')
+    CANVASCHAT_E2E_REDIS_IMAGE=$(printf '%s\n' "${images[@]}" | grep -- '/redis:')
+    export CANVASCHAT_E2E_GATEWAY_IMAGE CANVASCHAT_E2E_REDIS_IMAGE CANVASCHAT_E2E_REAL_NODE=1
+    set -- test_real_node.py "$@"
 fi
 
 say "testing $(kubectl config current-context) with the operator as a $CANVASCHAT_E2E_OPERATOR"
