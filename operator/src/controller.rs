@@ -47,6 +47,9 @@ const KEEP_OLD_CONFIG_MAPS: usize = 5;
 const STORES_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How soon to look again after deleting a StatefulSet for recreation.
 const RECREATE_RECHECK: Duration = Duration::from_secs(2);
+/// CanvasChats reconciled at once. A reconcile mostly waits on the API server, so this
+/// bounds the operator's share of it rather than its own CPU.
+const CONCURRENCY: u16 = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -507,7 +510,8 @@ async fn hand_replicas_to_hpa(
     .map_err(|e| ApiFailure::new("apply", "Deployment", &name, &e))
 }
 
-type Applies<'a> = Vec<BoxFuture<'a, Result<bool, ApiFailure>>>;
+/// Applies to run, each resolving to how many objects it wrote.
+type Applies<'a> = Vec<BoxFuture<'a, Result<usize, ApiFailure>>>;
 
 fn push<'a, K>(
     out: &mut Applies<'a>,
@@ -528,41 +532,51 @@ fn push<'a, K>(
         async move {
             let name = desired.meta().name.as_deref().unwrap_or_default();
             let live = get(store, ns, name);
-            apply(&ctx.client, &ctx.applied, ns, desired, live.as_deref()).await
+            apply(&ctx.client, &ctx.applied, ns, desired, live.as_deref())
+                .await
+                .map(usize::from)
         }
         .boxed(),
     );
 }
 
-/// Apply every child that changed: the ConfigMap first (the gateway pods need it), then all
-/// others at once. Returns how many were applied, and every failure.
+/// Apply every child that changed, all at once except the gateway's chain: the Deployment
+/// waits for its ConfigMap (the pods mount it) and the HPA for the Deployment (an HPA created
+/// before its target first scales at the HPA controller's next sync, 15 s later). Returns how
+/// many were applied, and every failure.
 async fn apply_all(ctx: &Context, ns: &str, desired: &Desired) -> (usize, Vec<ApiFailure>) {
     let s = &ctx.stores;
     let mut applied = 0;
     let mut failures = Vec::new();
-    match apply(
-        &ctx.client,
-        &ctx.applied,
+    let mut gateway_chain: Applies<'_> = Vec::new();
+    push(
+        &mut gateway_chain,
+        ctx,
         ns,
+        &s.config_maps,
         &desired.config_map,
-        get(
-            &s.config_maps,
-            ns,
-            desired
-                .config_map
-                .meta()
-                .name
-                .as_deref()
-                .unwrap_or_default(),
-        )
-        .as_deref(),
-    )
-    .await
-    {
-        Ok(wrote) => applied += usize::from(wrote),
-        Err(e) => failures.push(e),
+    );
+    push(
+        &mut gateway_chain,
+        ctx,
+        ns,
+        &s.deployments,
+        &desired.gateway_deployment,
+    );
+    if let Some(hpa) = &desired.hpa {
+        push(&mut gateway_chain, ctx, ns, &s.hpas, hpa);
     }
     let mut rest: Applies<'_> = Vec::new();
+    rest.push(
+        async move {
+            let mut wrote = 0;
+            for step in gateway_chain {
+                wrote += step.await?;
+            }
+            Ok(wrote)
+        }
+        .boxed(),
+    );
     push(
         &mut rest,
         ctx,
@@ -586,16 +600,6 @@ async fn apply_all(ctx: &Context, ns: &str, desired: &Desired) -> (usize, Vec<Ap
         &desired.redis_statefulset,
     );
     push(&mut rest, ctx, ns, &s.services, &desired.gateway_service);
-    push(
-        &mut rest,
-        ctx,
-        ns,
-        &s.deployments,
-        &desired.gateway_deployment,
-    );
-    if let Some(hpa) = &desired.hpa {
-        push(&mut rest, ctx, ns, &s.hpas, hpa);
-    }
     if let Some(pdb) = &desired.pdb {
         push(&mut rest, ctx, ns, &s.pdbs, pdb);
     }
@@ -610,7 +614,7 @@ async fn apply_all(ctx: &Context, ns: &str, desired: &Desired) -> (usize, Vec<Ap
     }
     for result in join_all(rest).await {
         match result {
-            Ok(wrote) => applied += usize::from(wrote),
+            Ok(wrote) => applied += wrote,
             Err(e) => failures.push(e),
         }
     }
@@ -847,7 +851,11 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
     let desired = resources::build(&cc, &options)?;
 
     let mut failures = Vec::new();
-    match delete_unwanted(&ctx, &cc, &desired).await {
+    match ctx
+        .metrics
+        .phase("delete", delete_unwanted(&ctx, &cc, &desired))
+        .await
+    {
         Ok(notes) => {
             for note in notes {
                 info!(%name, %ns, "{note}");
@@ -861,9 +869,18 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
     {
         failures.push(e);
     }
-    let (applied, apply_failures) = apply_all(&ctx, &ns, &desired).await;
+    let (applied, apply_failures) = ctx
+        .metrics
+        .phase("apply", apply_all(&ctx, &ns, &desired))
+        .await;
     failures.extend(apply_failures);
-    let (route, notes) = sync_optional(&ctx, &cc, &ns, &desired, &mut failures).await;
+    let (route, notes) = ctx
+        .metrics
+        .phase(
+            "optional",
+            sync_optional(&ctx, &cc, &ns, &desired, &mut failures),
+        )
+        .await;
     for note in notes {
         info!(%name, %ns, "{note}");
         ctx.event(&cc, EventType::Normal, "Deleted", note).await;
@@ -914,18 +931,16 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
         finish_with_route(&ctx, &cc, &outcome, route.as_ref()).await?;
         return Err(Error::Api(failures));
     }
-    if let Err(e) = collect_config_maps(
-        &ctx,
-        &cc,
-        &ns,
-        desired
-            .config_map
-            .meta()
-            .name
-            .as_deref()
-            .unwrap_or_default(),
-    )
-    .await
+    let current_config = desired
+        .config_map
+        .meta()
+        .name
+        .as_deref()
+        .unwrap_or_default();
+    if let Err(e) = ctx
+        .metrics
+        .phase("gc", collect_config_maps(&ctx, &cc, &ns, current_config))
+        .await
     {
         // Old ConfigMaps only cost space; report and go on.
         warn!(%name, %ns, error = %e, "could not delete an old gateway ConfigMap");
@@ -939,7 +954,12 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
         info!(%name, %ns, "{note}");
         ctx.event(&cc, EventType::Normal, "Applied", note).await;
     }
-    finish_with_route(&ctx, &cc, &Outcome::Applied, route.as_ref()).await?;
+    ctx.metrics
+        .phase(
+            "status",
+            finish_with_route(&ctx, &cc, &Outcome::Applied, route.as_ref()),
+        )
+        .await?;
     ctx.failures().remove(&key(&cc));
     Ok(Action::requeue(ctx.resync()))
 }
@@ -1028,13 +1048,11 @@ pub async fn run(
             chats_using_secret(&secret_chats, &secret)
         })
         .watches_stream(streams.pods, |pod| chat_of_pod(&pod))
-        // Child status updates come in bursts during a rollout; coalesce them, and bound how
-        // many CanvasChats reconcile at once.
-        .with_config(
-            controller::Config::default()
-                .debounce(Duration::from_millis(200))
-                .concurrency(16),
-        )
+        // No debounce: kube's restarts its wait on every new event, so a chat whose children
+        // kept changing (any rollout, chats created together) waited for a quiet spell before
+        // each reconcile. Coalescing saved nothing: a reconcile with nothing new to do makes
+        // no API request.
+        .with_config(controller::Config::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

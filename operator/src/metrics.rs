@@ -27,6 +27,7 @@ pub struct Metrics {
     reconciliations: Counter,
     failures: Family<Labels, Counter>,
     duration: Histogram,
+    phases: Family<Labels, Histogram>,
     leader: Gauge,
     ready: AtomicBool,
 }
@@ -44,6 +45,10 @@ impl Metrics {
         let failures = Family::<Labels, Counter>::default();
         // 5 ms .. ~20 s
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
+        // 1 ms .. ~16 s
+        let phases = Family::<Labels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.001, 2.0, 15))) as fn() -> Histogram,
+        );
         let leader = Gauge::default();
         registry.register(
             "reconciliations",
@@ -61,6 +66,11 @@ impl Metrics {
             duration.clone(),
         );
         registry.register(
+            "reconcile_phase_duration_seconds",
+            "Time taken by one phase of a CanvasChat reconcile (delete, apply, optional, gc, status)",
+            phases.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this replica holds the leader lease and reconciles",
             leader.clone(),
@@ -70,6 +80,7 @@ impl Metrics {
             reconciliations,
             failures,
             duration,
+            phases,
             leader,
             ready: AtomicBool::new(false),
         }
@@ -82,6 +93,16 @@ impl Metrics {
             metrics: self,
             start: Instant::now(),
         }
+    }
+
+    /// Run `work`, recording how long it took as reconcile phase `phase`.
+    pub async fn phase<F: Future>(&self, phase: &'static str, work: F) -> F::Output {
+        let start = Instant::now();
+        let output = work.await;
+        self.phases
+            .get_or_create(&vec![("phase".to_owned(), phase.to_owned())])
+            .observe(start.elapsed().as_secs_f64());
+        output
     }
 
     pub fn reconcile_failed(&self, kind: &str) {
@@ -180,6 +201,10 @@ mod tests {
         drop(m.reconcile_started());
         m.reconcile_failed("apply");
         m.set_leader(true);
+        assert_eq!(
+            futures::executor::block_on(m.phase("apply", async { 7 })),
+            7
+        );
         let text = m.encode().expect("encodes");
         assert!(
             text.contains("canvaschat_operator_reconciliations_total 1"),
@@ -194,5 +219,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("canvaschat_operator_leader 1"), "{text}");
+        assert!(
+            text.contains(
+                "canvaschat_operator_reconcile_phase_duration_seconds_count{phase=\"apply\"} 1"
+            ),
+            "{text}"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Children whose kinds come from CRDs a cluster may not have: the Gateway API HTTPRoute and
 //! the Prometheus Operator PodMonitor. Whether a kind exists is discovered at start (then it
-//! is also watched) and again, at most once a minute, when a chat needs it; a chat that asks
-//! for a missing kind gets a clear failure instead of the operator crashing.
+//! is also watched) and, when it was missing then, again at most once a minute when a chat
+//! needs it; a chat that asks for a missing kind gets a clear failure instead of the operator
+//! crashing. A watched kind, or a chat that does not want one, costs no request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -149,15 +150,18 @@ impl OptionalKind {
         desired: &DynamicObject,
     ) -> Result<Result<(Option<Arc<DynamicObject>>, bool), Missing>, ApiFailure> {
         let name = desired.name_any();
-        match self.present(client).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return Ok(Err(Missing {
-                    kind: self.resource.kind.clone(),
-                    needs: self.needs,
-                }));
+        // Watched means served at start; if its CRD goes away, the apply says so.
+        if self.store.is_none() {
+            match self.present(client).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Ok(Err(Missing {
+                        kind: self.resource.kind.clone(),
+                        needs: self.needs,
+                    }));
+                }
+                Err(e) => return Err(self.failure("discover", &name, &e)),
             }
-            Err(e) => return Err(self.failure("discover", &name, &e)),
         }
         let live = self.live(client, ns, &name).await?;
         let key = format!("{ns}/{name}");
@@ -188,7 +192,8 @@ impl OptionalKind {
     }
 
     /// Delete `name` in `ns` if it exists and is controlled by the owner `uid`. Returns
-    /// whether it deleted. A kind the cluster does not serve has nothing to delete.
+    /// whether it deleted. Without a watch (the kind was not served at start) only an object
+    /// this process applied can exist, so nothing else is asked for.
     pub async fn remove(
         &self,
         client: &Client,
@@ -196,10 +201,8 @@ impl OptionalKind {
         name: &str,
         uid: Option<&str>,
     ) -> Result<bool, ApiFailure> {
-        match self.present(client).await {
-            Ok(true) => {}
-            Ok(false) => return Ok(false),
-            Err(e) => return Err(self.failure("discover", name, &e)),
+        if self.store.is_none() && !lock(&self.applied).contains_key(&format!("{ns}/{name}")) {
+            return Ok(false);
         }
         let Some(live) = self.live(client, ns, name).await? else {
             return Ok(false);
