@@ -27,8 +27,12 @@ use crate::{
     session::{Claim, Connect},
 };
 
-/// Initial read buffer of each WebSocket.
-const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Read buffer of each WebSocket, which is also the most read from the socket at once.
+/// Client frames are a few hundred bytes (a chat message, a cursor position); when a frame's
+/// header announces a larger one, tungstenite reserves room for the whole frame. tungstenite
+/// zero-fills the buffer before every read, so all of it is resident for every connection
+/// (8 KiB, capped at the 4 KiB message limit, was the largest part of an idle connection).
+const READ_BUFFER_BYTES: usize = 512;
 
 /// The public listener: probes, `/config.json`, the chat upgrade and the frontend. Serve it
 /// with connect info (`into_make_service_with_connect_info::<SocketAddr>`): the per-IP cap
@@ -262,7 +266,9 @@ async fn chat_upgrade(
             "too many connections from this address to this gateway; close some and retry",
         );
     };
-    let session = Connect {
+    // Boxed until the session starts: the upgrade's task keeps its callback, and so this,
+    // for the connection's whole life otherwise.
+    let session = Box::new(Connect {
         node: app.clone(),
         access: access.clone(),
         claim: if jwt {
@@ -274,11 +280,10 @@ async fn chat_upgrade(
         since,
         permit,
         ip_slot,
-    };
+    });
     let limit = app.config.max_message_bytes as usize;
     upgrade
-        // tungstenite reserves 128 KiB per socket by default; chat frames are a few KiB and
-        // the buffer grows when one is larger, so idle connections stay small.
+        // tungstenite reserves 128 KiB per socket by default.
         .read_buffer_size(READ_BUFFER_BYTES.min(limit))
         .max_message_size(limit)
         .max_frame_size(limit)

@@ -23,7 +23,7 @@ use std::{
     hash::{BuildHasher, RandomState},
     sync::{
         Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
@@ -36,6 +36,7 @@ use crate::{
     broker::{Broker, BrokerError},
     history::Since,
     metrics::{Metrics, RejectReason},
+    outbox::{Outbox, Refused},
     presence::Member,
     protocol::{ConnectionId, Envelope, FrameMeta},
 };
@@ -93,30 +94,6 @@ impl Closer {
     }
 }
 
-/// Bytes queued for one client, against its budget.
-#[derive(Debug)]
-pub struct SendBudget {
-    queued: AtomicUsize,
-    limit: usize,
-}
-
-impl SendBudget {
-    /// Reserves room for a frame; false when the client is over its budget.
-    fn reserve(&self, bytes: usize) -> bool {
-        let before = self.queued.fetch_add(bytes, Ordering::AcqRel);
-        if before + bytes > self.limit {
-            self.queued.fetch_sub(bytes, Ordering::AcqRel);
-            return false;
-        }
-        true
-    }
-
-    /// Gives back the room of a frame that was written.
-    pub fn release(&self, bytes: usize) {
-        self.queued.fetch_sub(bytes, Ordering::AcqRel);
-    }
-}
-
 /// Where a connection is in its presence life: only joined connections are refreshed, and
 /// a connection that left is never re-added. Changes and presence calls for a connection
 /// happen under this lock.
@@ -142,8 +119,7 @@ struct Gate {
 /// The hub's handle on one connection.
 struct Connection {
     user: String,
-    queue: mpsc::Sender<Utf8Bytes>,
-    budget: Arc<SendBudget>,
+    outbox: Arc<Outbox>,
     closer: Arc<Closer>,
     gate: Mutex<Gate>,
     presence: PresenceSlot,
@@ -155,10 +131,9 @@ struct Connection {
 /// What a session gets back when it registers.
 pub struct Registration {
     pub id: ConnectionId,
-    /// Frames broadcast to the channel, bounded in frames and bytes so a slow client is
-    /// closed, not buffered.
-    pub queue: mpsc::Receiver<Utf8Bytes>,
-    pub budget: Arc<SendBudget>,
+    /// Frames waiting to be written, the channel's broadcasts bounded in frames and bytes
+    /// so a slow client is closed, not buffered.
+    pub outbox: Arc<Outbox>,
     pub closer: Arc<Closer>,
     pub presence: PresenceSlot,
 }
@@ -271,12 +246,8 @@ impl Hub {
             node: self.node,
             local: self.next_local.fetch_add(1, Ordering::Relaxed),
         };
-        let (tx, rx) = mpsc::channel(self.queue_frames);
+        let outbox = Arc::new(Outbox::new(self.queue_frames, self.queue_bytes));
         let closer = Arc::new(Closer::default());
-        let budget = Arc::new(SendBudget {
-            queued: AtomicUsize::new(0),
-            limit: self.queue_bytes,
-        });
         let presence = Arc::new(tokio::sync::Mutex::new(PresenceState::Joining));
         write(&self.channels)
             .entry(channel.to_owned())
@@ -285,8 +256,7 @@ impl Hub {
                 id.local,
                 Connection {
                     user: user.to_owned(),
-                    queue: tx,
-                    budget: budget.clone(),
+                    outbox: outbox.clone(),
                     closer: closer.clone(),
                     gate: Mutex::new(Gate {
                         held: Some(Vec::new()),
@@ -298,8 +268,7 @@ impl Hub {
             );
         Registration {
             id,
-            queue: rx,
-            budget,
+            outbox,
             closer,
             presence,
         }
@@ -572,44 +541,25 @@ impl Hub {
         self.metrics.messages_delivered.inc_by(delivered);
     }
 
-    /// Queues a frame that may be lost (a cursor position) only while the connection's
-    /// queue is less than half full in frames and bytes: under backpressure these go first,
-    /// and they never get a client closed.
+    /// Queues a frame that may be lost (a cursor position): see [`Outbox::push_droppable`].
     fn enqueue_droppable(&self, conn: &Connection, frame: Utf8Bytes) -> bool {
-        let bytes = frame.len();
-        let roomy = conn.queue.capacity() * 2 > self.queue_frames
-            && conn.budget.queued.load(Ordering::Acquire) + bytes <= conn.budget.limit / 2;
-        if !roomy || !conn.budget.reserve(bytes) {
+        let queued = conn.outbox.push_droppable(frame);
+        if !queued {
             self.metrics.cursors_dropped.inc();
-            return false;
         }
-        if conn.queue.try_send(frame).is_err() {
-            conn.budget.release(bytes);
-            self.metrics.cursors_dropped.inc();
-            return false;
-        }
-        true
+        queued
     }
 
-    /// Queues one frame within the connection's frame and byte budget; a connection over
+    /// Queues one frame within the connection's frame and byte bounds; a connection over
     /// either is too slow to keep up and is closed.
     fn enqueue(&self, channel: &str, conn: &Connection, frame: Utf8Bytes) -> bool {
-        let bytes = frame.len();
-        if !conn.budget.reserve(bytes) {
-            self.too_slow(channel, conn);
-            return false;
-        }
-        match conn.queue.try_send(frame) {
+        match conn.outbox.push_broadcast(frame) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                conn.budget.release(bytes);
+            Err(Refused::Full) => {
                 self.too_slow(channel, conn);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                conn.budget.release(bytes);
-                false
-            }
+            Err(Refused::Closed) => false,
         }
     }
 
@@ -720,54 +670,51 @@ mod tests {
     #[test]
     fn delivers_to_the_channel_but_not_to_the_sender() {
         let hub = hub(8);
-        let mut alice = hub.register("c", "alice");
-        let mut bob = hub.register("c", "bob");
-        let mut carol = hub.register("other", "carol");
+        let alice = hub.register("c", "alice");
+        let bob = hub.register("c", "bob");
+        let carol = hub.register("other", "carol");
         for (channel, reg) in [("c", &alice), ("c", &bob), ("other", &carol)] {
             open(&hub, channel, reg);
         }
         hub.deliver("c", envelope(Some(alice.id), "hello"));
-        assert_eq!(bob.queue.try_recv().unwrap().as_str(), "hello");
-        assert!(alice.queue.try_recv().is_err(), "no echo to the sender");
-        assert!(carol.queue.try_recv().is_err(), "channels are isolated");
+        assert_eq!(bob.outbox.pop().unwrap().as_str(), "hello");
+        assert!(alice.outbox.pop().is_none(), "no echo to the sender");
+        assert!(carol.outbox.pop().is_none(), "channels are isolated");
     }
 
     #[test]
     fn a_sender_on_another_node_with_the_same_local_id_still_receives() {
         let hub = hub(8);
-        let mut alice = hub.register("c", "alice");
+        let alice = hub.register("c", "alice");
         open(&hub, "c", &alice);
         let foreign = ConnectionId {
             node: Uuid::new_v4(),
             local: alice.id.local,
         };
         hub.deliver("c", envelope(Some(foreign), "x"));
-        assert!(alice.queue.try_recv().is_ok());
+        assert!(alice.outbox.pop().is_some());
     }
 
     #[test]
     fn the_gate_holds_frames_then_drops_what_the_history_covered() {
         let hub = hub(8);
-        let mut alice = hub.register("c", "alice");
+        let alice = hub.register("c", "alice");
         for offset in 1..=4 {
             hub.deliver("c", envelope(None, &chat(offset)));
         }
-        assert!(alice.queue.try_recv().is_err(), "held while greeting");
+        assert!(alice.outbox.pop().is_none(), "held while greeting");
         hub.open_gate("c", alice.id, ("e".into(), 2));
-        let got: Vec<u64> = std::iter::from_fn(|| alice.queue.try_recv().ok())
+        let got: Vec<u64> = std::iter::from_fn(|| alice.outbox.pop())
             .map(|f| FrameMeta::of(f.as_str()).offset.unwrap())
             .collect();
         assert_eq!(got, vec![3, 4]);
         hub.deliver("c", envelope(None, &chat(2)));
-        assert!(
-            alice.queue.try_recv().is_err(),
-            "a late duplicate is dropped"
-        );
+        assert!(alice.outbox.pop().is_none(), "a late duplicate is dropped");
         hub.deliver(
             "c",
             envelope(None, r#"{"type":"chat","offset":1,"epoch":"new"}"#),
         );
-        assert!(alice.queue.try_recv().is_ok(), "a new epoch starts afresh");
+        assert!(alice.outbox.pop().is_some(), "a new epoch starts afresh");
     }
 
     #[test]
@@ -798,7 +745,7 @@ mod tests {
     fn a_gap_is_filled_from_the_history_before_later_frames() {
         let hub = hub(16);
         let mut requests = hub.take_catch_up_requests().unwrap();
-        let mut bob = hub.register("c", "bob");
+        let bob = hub.register("c", "bob");
         open(&hub, "c", &bob);
         hub.deliver("c", envelope(None, &chat(1)));
         hub.deliver("c", envelope(None, &chat(4)));
@@ -817,7 +764,7 @@ mod tests {
         let missed = (2..=4).map(|o| envelope(None, &chat(o))).collect();
         hub.caught_up("c", missed);
         hub.deliver("c", envelope(None, &chat(5)));
-        let got: Vec<u64> = std::iter::from_fn(|| bob.queue.try_recv().ok())
+        let got: Vec<u64> = std::iter::from_fn(|| bob.outbox.pop())
             .map(|f| FrameMeta::of(f.as_str()).offset.unwrap())
             .collect();
         assert_eq!(got, vec![1, 2, 3, 4, 5], "in order, no duplicate");
@@ -826,11 +773,11 @@ mod tests {
     #[test]
     fn cursor_frames_are_dropped_first_and_never_close_a_client() {
         let hub = hub(4);
-        let mut slow = hub.register("c", "slow");
+        let slow = hub.register("c", "slow");
         let cursor = r#"{"type":"cursor","user_id":"bob"}"#;
         hub.deliver("c", envelope(None, cursor));
         open(&hub, "c", &slow);
-        assert!(slow.queue.try_recv().is_err(), "not held while greeting");
+        assert!(slow.outbox.pop().is_none(), "not held while greeting");
         hub.deliver("c", envelope(None, cursor));
         hub.deliver("c", envelope(None, cursor));
         hub.deliver("c", envelope(None, cursor));
@@ -838,7 +785,7 @@ mod tests {
         hub.deliver("c", envelope(None, &chat(1)));
         hub.deliver("c", envelope(None, &chat(2)));
         assert!(!slow.closer.is_closed(), "cursors left room for chat");
-        let got: Vec<String> = std::iter::from_fn(|| slow.queue.try_recv().ok())
+        let got: Vec<String> = std::iter::from_fn(|| slow.outbox.pop())
             .map(|f| FrameMeta::of(f.as_str()).kind)
             .collect();
         assert_eq!(got, vec!["cursor", "cursor", "chat", "chat"]);
@@ -847,7 +794,7 @@ mod tests {
     #[test]
     fn presence_bursts_are_coalesced_to_each_users_last_announcement() {
         let hub = hub(16);
-        let mut watcher = hub.register("c", "watcher");
+        let watcher = hub.register("c", "watcher");
         open(&hub, "c", &watcher);
         for kind in ["user_joined", "user_left", "user_joined"] {
             hub.deliver(
@@ -859,9 +806,9 @@ mod tests {
             "c",
             envelope(None, r#"{"type":"user_left","user_id":"carol"}"#),
         );
-        assert!(watcher.queue.try_recv().is_err(), "waits for the flush");
+        assert!(watcher.outbox.pop().is_none(), "waits for the flush");
         hub.flush_presence();
-        let got: Vec<String> = std::iter::from_fn(|| watcher.queue.try_recv().ok())
+        let got: Vec<String> = std::iter::from_fn(|| watcher.outbox.pop())
             .map(|f| f.as_str().to_owned())
             .collect();
         assert_eq!(

@@ -10,6 +10,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod node;
+pub mod outbox;
 pub mod presence;
 pub mod protocol;
 pub mod rate_limit;

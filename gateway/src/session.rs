@@ -1,16 +1,26 @@
 //! One WebSocket connection from upgrade to goodbye: subscribe, presence join, `user_sync`
 //! and `history`, the reader that validates and publishes chat frames, the writer that
-//! drains the bounded send queues, and the leave that announces `user_left`.
+//! drains the connection's outbox, and the leave that announces `user_left`.
+//!
+//! An open connection is one task (the reader and the writer run joined in it), one timer
+//! (the writer's ping interval, which also notices a silent peer) and one outbox; the
+//! greeting and the leave run boxed, so their state is not kept for the connection's life.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures::{SinkExt, StreamExt, stream::SplitSink};
+use futures::{
+    SinkExt, StreamExt,
+    stream::{SplitSink, SplitStream},
+};
 use serde_json::value::RawValue;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
 use crate::{
@@ -18,9 +28,10 @@ use crate::{
     auth::{AuthError, Authenticator, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Identity},
     broker::ChatSend,
     history::{ChatOutcome, Since},
-    hub::{Closer, PresenceState, Registration, SendBudget, close_code},
+    hub::{Closer, PresenceState, Registration, close_code},
     metrics::{RedisOp, RejectReason},
     node::Node,
+    outbox::{Outbox, Refused},
     presence::Member,
     protocol::{
         ClientFrame, ConnectionId, Envelope, ErrorCode, FrameError, Position, ServerFrame,
@@ -35,8 +46,6 @@ const BINARY_FRAMES_TOLERATED: u32 = 5;
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 /// A peer silent this long (not even a pong) is gone.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// Frames for this connection alone (sync, history, acks, errors) waiting to be written.
-const OWN_QUEUE_FRAMES: usize = 64;
 /// A single write that takes longer means the client stopped reading: it is closed.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time to write what is queued, then the close frame, when a socket is closed by a drain.
@@ -64,22 +73,45 @@ pub struct Connect {
     pub ip_slot: IpSlot,
 }
 
+type Sink = SplitSink<WebSocket, Message>;
+type Stream = SplitStream<WebSocket>;
+
 impl Connect {
-    pub async fn run(self, mut socket: WebSocket) {
-        let (user, expires_at) = match (&self.access.authenticator, self.claim) {
+    /// Splits the socket at once. An async fn keeps its arguments for its whole life, so a
+    /// socket passed down through nested async fns is kept once per level (hundreds of
+    /// bytes each, for every open connection); its halves are small.
+    pub fn run(self: Box<Self>, socket: WebSocket) -> impl Future<Output = ()> + Send + 'static {
+        let (sink, stream) = socket.split();
+        self.serve(sink, stream)
+    }
+
+    async fn serve(self: Box<Self>, sink: Sink, mut stream: Stream) {
+        // Moved out of the box (which is freed): only the session keeps them from here on.
+        let Connect {
+            node,
+            access,
+            claim,
+            channel,
+            since,
+            permit,
+            ip_slot,
+        } = *self;
+        let (user, expires_at) = match (&access.authenticator, claim) {
             (Some(auth), _) => {
-                match handshake(
+                // Boxed, like the other steps that run once: an open connection's task
+                // keeps only the state of the steps it is still in.
+                let verified = Box::pin(handshake(
                     auth,
-                    &mut socket,
-                    &self.channel,
-                    self.node.config.auth_timeout(),
-                )
-                .await
-                {
+                    &mut stream,
+                    &channel,
+                    node.config.auth_timeout(),
+                ))
+                .await;
+                match verified {
                     Ok(identity) => (identity.user, Some(identity.expires_at)),
                     Err(Some(refusal)) => {
-                        self.node.metrics.reject(refusal.metric());
-                        return refuse(socket, refusal).await;
+                        node.metrics.reject(refusal.metric());
+                        return Box::pin(refuse(sink, refusal)).await;
                     }
                     Err(None) => return,
                 }
@@ -87,31 +119,31 @@ impl Connect {
             (None, Claim::Uid(uid)) => (uid, None),
             (None, Claim::Token) => return,
         };
-        if !self.access.allow_join(&user) {
+        if !access.allow_join(&user) {
             tracing::info!(user, "join rate exceeded");
-            self.node.metrics.reject(RejectReason::JoinRate);
+            node.metrics.reject(RejectReason::JoinRate);
             let refusal = Refusal {
                 code: ErrorCode::RateLimited,
                 message: format!(
                     "{user} joined more than {} times in the last minute; retry shortly",
-                    self.node.config.joins_per_minute
+                    node.config.joins_per_minute
                 ),
                 close: close_code::TRY_AGAIN_LATER,
                 reason: "join rate exceeded",
             };
-            return refuse(socket, refusal).await;
+            return Box::pin(refuse(sink, refusal)).await;
         }
         let session = Session {
-            node: self.node,
-            access: self.access,
+            node,
+            access,
             user,
-            channel: self.channel,
-            since: self.since,
+            channel,
+            since,
             expires_at,
-            permit: self.permit,
-            _ip_slot: self.ip_slot,
+            permit,
+            _ip_slot: ip_slot,
         };
-        session.run(socket).await;
+        session.run(sink, stream).await;
     }
 }
 
@@ -158,13 +190,13 @@ impl Refusal {
 /// Waits for the `auth` frame and verifies it. `Err(None)`: the client went away.
 async fn handshake(
     auth: &Authenticator,
-    socket: &mut WebSocket,
+    stream: &mut Stream,
     channel: &str,
     timeout: Duration,
 ) -> Result<Identity, Option<Refusal>> {
     let deadline = tokio::time::Instant::now() + timeout;
     let text = loop {
-        match tokio::time::timeout_at(deadline, socket.recv()).await {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
             Err(_) => {
                 return Err(Some(Refusal::unauthorized(format!(
                     "no auth frame within {} s: send {{\"type\":\"auth\",\"token\":\"<JWT>\"}} first",
@@ -201,16 +233,15 @@ async fn handshake(
     Ok(identity)
 }
 
-async fn refuse(mut socket: WebSocket, refusal: Refusal) {
+async fn refuse(mut sink: Sink, refusal: Refusal) {
     let frame = ServerFrame::error(refusal.code, refusal.message, None).to_json();
     let goodbye = async {
-        socket.send(Message::Text(Utf8Bytes::from(frame))).await?;
-        socket
-            .send(Message::Close(Some(CloseFrame {
-                code: refusal.close,
-                reason: Utf8Bytes::from_static(refusal.reason),
-            })))
-            .await
+        sink.send(Message::Text(Utf8Bytes::from(frame))).await?;
+        sink.send(Message::Close(Some(CloseFrame {
+            code: refusal.close,
+            reason: Utf8Bytes::from_static(refusal.reason),
+        })))
+        .await
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
 }
@@ -239,7 +270,7 @@ struct Session {
 }
 
 impl Session {
-    async fn run(self, socket: WebSocket) {
+    async fn run(self, sink: Sink, stream: Stream) {
         let node = self.node.clone();
         node.metrics.connections_total.inc();
         node.metrics.connections_active.inc();
@@ -248,57 +279,64 @@ impl Session {
             user: self.user.clone(),
             connection: registration.id.to_string(),
         };
-        let (sink, stream) = socket.split();
-        let (own_tx, own_rx) = mpsc::channel(OWN_QUEUE_FRAMES);
         let own = OwnQueue {
-            queue: own_tx,
-            closer: registration.closer.clone(),
+            outbox: &registration.outbox,
+            closer: &registration.closer,
         };
-        let greeted = self.greet(&member, &registration, &own).await;
-        // Started after the greeting so `user_sync` and `history` are the first frames,
-        // even when broadcasts arrived in the meantime: the writer prefers this
-        // connection's own frames.
-        let writer = tokio::spawn(write_frames(
-            sink,
-            own_rx,
-            registration.queue,
-            registration.budget.clone(),
-            registration.closer.clone(),
-        ));
+        // `user_sync` and `history` are queued before the gate opens to broadcasts, and the
+        // outbox writes a connection's own frames first: they are the first frames out.
+        let greeted = Box::pin(self.greet(&member, &registration, &own)).await;
+        let last_seen = LastSeen::new();
+        let session = async {
+            match greeted {
+                Err(reason) => {
+                    tracing::warn!(
+                        user = self.user,
+                        channel = self.channel,
+                        reason,
+                        "could not join"
+                    );
+                    registration
+                        .closer
+                        .close(close_code::TRY_AGAIN_LATER, "presence unavailable");
+                }
+                Ok(()) => {
+                    tracing::debug!(user = self.user, channel = self.channel, conn = %registration.id, "joined");
+                    let reader = Reader {
+                        session: &self,
+                        id: registration.id,
+                        own: &own,
+                        last_seen: &last_seen,
+                        binary_frames: 0,
+                        invalid_frames: self.access.invalid_frame_budget(),
+                        expires: self.expires_at.map(deadline_at),
+                        cursor: None,
+                        cursor_next: tokio::time::Instant::now(),
+                    };
+                    reader.run(stream, &registration.closer).await;
+                }
+            }
+            Box::pin(self.leave(&member, &registration)).await;
+            registration.closer.close(close_code::GOING_AWAY, "closing");
+        };
+        let writer = write_frames(sink, &registration.outbox, &registration.closer, &last_seen);
+        tokio::join!(session, writer);
+        node.metrics.connections_active.dec();
+        tracing::debug!(user = self.user, channel = self.channel, "left");
+        drop(self.permit);
+    }
 
-        if let Err(reason) = greeted {
-            tracing::warn!(
-                user = self.user,
-                channel = self.channel,
-                reason,
-                "could not join"
-            );
-            registration
-                .closer
-                .close(close_code::TRY_AGAIN_LATER, "presence unavailable");
-        } else {
-            tracing::debug!(user = self.user, channel = self.channel, conn = %registration.id, "joined");
-            let reader = Reader {
-                session: &self,
-                id: registration.id,
-                own: &own,
-                binary_frames: 0,
-                invalid_frames: self.access.invalid_frame_budget(),
-                expires: self.expires_at.map(deadline_at),
-                last_seen: Instant::now(),
-                cursor: None,
-                cursor_next: tokio::time::Instant::now(),
-            };
-            reader.run(stream, &registration.closer).await;
-        }
-
+    /// Leaves the hub and the presence (announcing `user_left` when it was the user's last
+    /// connection) and unsubscribes when it was the channel's last local connection.
+    async fn leave(&self, member: &Member, registration: &Registration) {
+        let node = &self.node;
         node.hub.unregister(&self.channel, registration.id);
         {
             // Under the presence lock: a heartbeat in flight either finished before (and
             // this leave removes what it refreshed) or sees `Left` and skips the connection.
             let mut state = registration.presence.lock().await;
             *state = PresenceState::Left;
-            if let Err(error) = node.presence.leave(&self.channel, &member).await {
+            if let Err(error) = node.presence.leave(&self.channel, member).await {
                 node.metrics.redis_error(RedisOp::Presence);
                 tracing::warn!(user = self.user, %error, "presence leave failed; it will expire");
             }
@@ -311,12 +349,6 @@ impl Session {
             node.metrics.redis_error(RedisOp::Subscribe);
             tracing::warn!(channel = self.channel, %error, "unsubscribe failed");
         }
-        registration.closer.close(close_code::GOING_AWAY, "closing");
-        drop(own);
-        let _ = writer.await;
-        node.metrics.connections_active.dec();
-        tracing::debug!(user = self.user, channel = self.channel, "left");
-        drop(self.permit);
     }
 
     /// Subscribes (so nothing published from now on is missed), records presence (which
@@ -326,7 +358,7 @@ impl Session {
         &self,
         member: &Member,
         registration: &Registration,
-        own: &OwnQueue,
+        own: &OwnQueue<'_>,
     ) -> Result<(), &'static str> {
         let node = &self.node;
         if let Err(error) = node
@@ -390,33 +422,57 @@ impl Session {
     }
 }
 
-/// Frames for this connection alone, in a bounded queue of their own: a client that stops
-/// reading is closed instead of growing memory.
-struct OwnQueue {
-    queue: mpsc::Sender<Utf8Bytes>,
-    closer: Arc<Closer>,
+/// Frames for this connection alone, bounded on their own: a client that stops reading is
+/// closed instead of growing memory.
+struct OwnQueue<'a> {
+    outbox: &'a Outbox,
+    closer: &'a Closer,
 }
 
-impl OwnQueue {
+impl OwnQueue<'_> {
     fn send(&self, frame: &ServerFrame) {
-        if let Err(mpsc::error::TrySendError::Full(_)) =
-            self.queue.try_send(Utf8Bytes::from(frame.to_json()))
-        {
+        if let Err(Refused::Full) = self.outbox.push_own(Utf8Bytes::from(frame.to_json())) {
             self.closer
                 .close(close_code::POLICY_VIOLATION, "client too slow to keep up");
         }
     }
 }
 
+/// When the peer last sent anything (a frame or a pong): the reader notes it, the writer's
+/// ping timer checks it.
+struct LastSeen {
+    start: Instant,
+    millis: AtomicU64,
+}
+
+impl LastSeen {
+    fn new() -> Self {
+        LastSeen {
+            start: Instant::now(),
+            millis: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let millis = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.millis.store(millis, Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let seen = Duration::from_millis(self.millis.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(seen)
+    }
+}
+
 struct Reader<'a> {
     session: &'a Session,
     id: ConnectionId,
-    own: &'a OwnQueue,
+    own: &'a OwnQueue<'a>,
+    last_seen: &'a LastSeen,
     binary_frames: u32,
     invalid_frames: InvalidFrames,
     /// JWT mode: the connection closes with 4401 then, unless a fresh token moves it.
     expires: Option<tokio::time::Instant>,
-    last_seen: Instant,
     /// The latest cursor position not yet forwarded, and when the next may go: positions
     /// are forwarded at most `CANVASCHAT_CURSOR_HZ` times a second, the latest always last.
     cursor: Option<Position>,
@@ -424,9 +480,8 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    async fn run(mut self, mut stream: futures::stream::SplitStream<WebSocket>, closer: &Closer) {
+    async fn run(mut self, mut stream: Stream, closer: &Closer) {
         let node = self.session.node.clone();
-        let mut idle_check = tokio::time::interval(PING_INTERVAL);
         loop {
             let expiry = self.expires.unwrap_or_else(far_future);
             let next = tokio::select! {
@@ -445,16 +500,9 @@ impl Reader<'_> {
                     self.forward_cursor().await;
                     continue;
                 }
-                _ = idle_check.tick() => {
-                    if self.last_seen.elapsed() > IDLE_TIMEOUT {
-                        closer.close(close_code::GOING_AWAY, "no response to pings");
-                        return;
-                    }
-                    continue;
-                }
                 next = stream.next() => next,
             };
-            self.last_seen = Instant::now();
+            self.last_seen.touch();
             match next {
                 None | Some(Ok(Message::Close(_))) => return,
                 Some(Ok(Message::Text(text))) => self.on_text(text.as_str(), closer).await,
@@ -555,7 +603,10 @@ impl Reader<'_> {
     async fn on_text(&mut self, text: &str, closer: &Closer) {
         let node = &self.session.node;
         let (payload, position, client_msg_id) = match parse_client_frame(text) {
-            Ok(ClientFrame::Auth { token }) => return self.refresh(&token, closer).await,
+            Ok(ClientFrame::Auth { token }) => {
+                // Boxed: verifying a token may fetch keys, state an idle reader need not keep.
+                return Box::pin(self.refresh(&token, closer)).await;
+            }
             Ok(ClientFrame::Chat {
                 payload,
                 position,
@@ -668,44 +719,52 @@ fn is_capacity_error(error: axum::Error) -> bool {
         .is_ok_and(|e| matches!(*e, tungstenite::Error::Capacity(_)))
 }
 
-async fn write_frames(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut own: mpsc::Receiver<Utf8Bytes>,
-    mut broadcast: mpsc::Receiver<Utf8Bytes>,
-    budget: Arc<SendBudget>,
-    closer: Arc<Closer>,
-) {
+/// Writes what the outbox holds, the connection's own frames first, and pings every
+/// `PING_INTERVAL`; the same timer closes a peer silent for `IDLE_TIMEOUT`.
+async fn write_frames(mut sink: Sink, outbox: &Outbox, closer: &Closer, last_seen: &LastSeen) {
     let mut pings = tokio::time::interval(PING_INTERVAL);
     pings.tick().await;
-    loop {
-        let message = tokio::select! {
-            biased;
-            _ = closer.closed() => break,
-            Some(frame) = own.recv() => Message::Text(frame),
-            Some(frame) = broadcast.recv() => {
-                budget.release(frame.len());
-                Message::Text(frame)
-            }
-            _ = pings.tick() => Message::Ping(Default::default()),
+    let goodbye = loop {
+        if closer.is_closed() {
+            break true;
+        }
+        let message = match outbox.pop() {
+            Some(frame) => Message::Text(frame),
+            None => tokio::select! {
+                biased;
+                _ = closer.closed() => break true,
+                () = outbox.ready() => continue,
+                _ = pings.tick() => {
+                    if last_seen.silent_for() > IDLE_TIMEOUT {
+                        closer.close(close_code::GOING_AWAY, "no response to pings");
+                        break true;
+                    }
+                    Message::Ping(Default::default())
+                }
+            },
         };
         // A client that stops reading blocks the send once the socket buffers are full;
         // racing it with the closer and a deadline closes such a client instead of pinning
         // the task.
         tokio::select! {
             biased;
-            _ = closer.closed() => break,
+            _ = closer.closed() => break true,
             sent = tokio::time::timeout(WRITE_TIMEOUT, sink.send(message)) => match sent {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {
                     closer.close(close_code::GOING_AWAY, "send failed");
-                    return;
+                    break false;
                 }
                 Err(_) => {
                     closer.close(close_code::POLICY_VIOLATION, "client too slow to keep up");
-                    break;
+                    break true;
                 }
             },
         }
+    };
+    if !goodbye {
+        outbox.close();
+        return;
     }
     let (code, reason) = closer.closed().await;
     let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
@@ -713,7 +772,7 @@ async fn write_frames(
         // A drain: write what is already queued so nothing acknowledged or broadcast is
         // lost on the way out.
         let _ = tokio::time::timeout_at(deadline, async {
-            while let Ok(frame) = own.try_recv().or_else(|_| broadcast.try_recv()) {
+            while let Some(frame) = outbox.pop() {
                 if sink.send(Message::Text(frame)).await.is_err() {
                     break;
                 }
@@ -721,6 +780,7 @@ async fn write_frames(
         })
         .await;
     }
+    outbox.close();
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
