@@ -27,7 +27,14 @@ target=${CARGO_TARGET_DIR:-$repo/target}
 out=$target/images
 cache=${CANVASCHAT_IMAGE_CACHE:-$HOME/.cache/canvaschat/images}
 suite=bookworm
-mirror=${CANVASCHAT_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The Debian mirror this machine's apt uses (deb822 .sources or a one-line sources.list
+# entry for the suite), unless given.
+mirror=${CANVASCHAT_DEBIAN_MIRROR:-$(
+    { awk '$1 == "URIs:" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2> /dev/null
+        awk -v s="$suite" '$1 == "deb" && $3 == s {print $2; exit}' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2> /dev/null
+    } | head -n 1
+)}
+[ -n "$mirror" ] || { echo "build-images: no Debian mirror in apt's sources; set CANVASCHAT_DEBIAN_MIRROR" >&2; exit 1; }
 say() { echo "build-images: $* ($(date -u +%H:%M:%S))" >&2; }
 
 [ "$(id -u)" = 0 ] || { echo "build-images: needs root (debootstrap, file ownership)" >&2; exit 1; }
