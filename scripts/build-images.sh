@@ -32,7 +32,7 @@ suite=bookworm
 mirror=${CANVASCHAT_DEBIAN_MIRROR:-$(
     { awk '$1 == "URIs:" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2> /dev/null
         awk -v s="$suite" '$1 == "deb" && $3 == s {print $2; exit}' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2> /dev/null
-    } | head -n 1
+    } | head -n 1 || true
 )}
 [ -n "$mirror" ] || { echo "build-images: no Debian mirror in apt's sources; set CANVASCHAT_DEBIAN_MIRROR" >&2; exit 1; }
 say() { echo "build-images: $* ($(date -u +%H:%M:%S))" >&2; }
