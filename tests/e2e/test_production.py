@@ -1,4 +1,4 @@
-"""Production behaviour of the operator: names at the limit work, idle resyncs write nothing,
+"""Production behaviour of the operator: names at the limit work, idle resyncs make no API request,
 stored objects carry no server-side defaults so operator upgrades reach existing chats,
 Secret rotation rolls the pods, and an immutable StatefulSet change is handled."""
 
@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+import pytest
+import yaml
 
 from conftest import get_chat, wait_ready
 from expectations import assert_children
 from kube import apiserver_requests, condition, eventually, get, kubectl, list_objects, patch
 from crds import host
-from operator_runner import settled, wait_reconciled
+from operator_runner import RELEASE_NAMESPACE, chart_service_account, settled, wait_reconciled
 
 # Longest name the CRD accepts (crds/src/validation.rs MAX_NAME_LEN).
 LONGEST_NAME = "n" * 46
@@ -22,6 +25,14 @@ OPERATOR_RESOURCES = (
     "networkpolicies", "ingresses", "horizontalpodautoscalers", "poddisruptionbudgets",
 )
 DEFAULTED_FIELDS = ("image", "resources", "securityContext", "podSecurityContext")
+# API Priority and Fairness schemas that sort the operator's requests on the API server, so
+# its metrics count them apart from every other client's: watches, leader-election Lease
+# renewals, and every other request of any verb (what a reconcile could make).
+OPERATOR_FLOWS = {
+    "e2e-operator-watch": {"verbs": ["watch"], "apiGroups": ["*"], "resources": ["*"]},
+    "e2e-operator-lease": {"verbs": ["*"], "apiGroups": ["coordination.k8s.io"], "resources": ["leases"]},
+    "e2e-operator-other": {"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]},
+}
 
 
 def operator_applies() -> float:
@@ -33,6 +44,42 @@ def operator_applies() -> float:
         if any(f'resource="{r}"' in line for r in OPERATOR_RESOURCES):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+@pytest.fixture
+def operator_flows(operator: Any) -> Iterator[None]:
+    """FlowSchemas matching the operator's ServiceAccount, one per kind of request."""
+    subject = {"kind": "ServiceAccount", "serviceAccount": {"name": chart_service_account(), "namespace": RELEASE_NAMESPACE}}
+    schemas = []
+    for precedence, (name, rule) in enumerate(OPERATOR_FLOWS.items(), start=100):
+        rules: dict[str, Any] = {"subjects": [subject], "resourceRules": [{**rule, "clusterScope": True, "namespaces": ["*"]}]}
+        if name == "e2e-operator-other":
+            rules["nonResourceRules"] = [{"verbs": ["*"], "nonResourceURLs": ["*"]}]
+        schemas.append({
+            "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+            "kind": "FlowSchema",
+            "metadata": {"name": name},
+            "spec": {
+                "matchingPrecedence": precedence,
+                "priorityLevelConfiguration": {"name": "workload-low"},
+                "distinguisherMethod": {"type": "ByUser"},
+                "rules": [rules],
+            },
+        })
+    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(schemas))
+    yield
+    kubectl("delete", "flowschemas.flowcontrol.apiserver.k8s.io", *OPERATOR_FLOWS, "--ignore-not-found")
+
+
+def operator_requests() -> dict[str, float]:
+    """Requests the API server dispatched per operator FlowSchema (of any verb)."""
+    counts = dict.fromkeys(OPERATOR_FLOWS, 0.0)
+    for line in kubectl("get", "--raw", "/metrics", timeout=60).splitlines():
+        if line.startswith("apiserver_flowcontrol_dispatched_requests_total{"):
+            for name in OPERATOR_FLOWS:
+                if f'flow_schema="{name}"' in line:
+                    counts[name] += float(line.rsplit(" ", 1)[1])
+    return counts
 
 
 def pod_template(resource: str, name: str, namespace: str) -> dict[str, Any]:
@@ -64,19 +111,28 @@ def no_namespace_terminating() -> bool:
     return True
 
 
-def test_idle_resync_makes_no_apply_request(operator: Any, namespace: str, ready_chat: Callable[..., Any]) -> None:
+@pytest.mark.usefixtures("operator_flows")
+def test_idle_resync_makes_no_api_request(operator: Any, namespace: str, ready_chat: Callable[..., Any]) -> None:
     eventually(no_namespace_terminating, timeout=120, what="earlier test namespaces gone")
     ready_chat("idle", {"ingress": {"enabled": True, "host": host()}})
+    assert operator_requests()["e2e-operator-other"] > 0, "the FlowSchemas did not attribute the operator's requests"
     # The creation's follow-up reconciles (child status updates) are over.
     settled(operator, namespace, "idle")
     wait_ready(namespace, "idle")
     before = operator_applies()
+    requests_before = operator_requests()
     done = operator.reconciled(namespace, "idle")
     # The idle window: two more reconciles of the chat, the later one started after the window
     # opened; with nothing changing, those are resyncs.
     wait_reconciled(operator, namespace, "idle", 2, since=done)
     after = operator_applies()
+    requests = {k: v - requests_before[k] for k, v in operator_requests().items()}
     assert after - before == 0, f"{after - before:.0f} APPLY requests during an idle window of two reconciles"
+    print(f"operator requests during the idle window, by FlowSchema: {requests}")
+    assert requests["e2e-operator-other"] == 0, (
+        f"{requests['e2e-operator-other']:.0f} API requests (other than watches and Lease renewals) during an idle "
+        "window of two reconciles"
+    )
     total = apiserver_requests("APPLY")
     assert total >= after, "apiserver_request_total reports fewer APPLY requests than on our kinds"
 
