@@ -66,6 +66,9 @@ fn crd_has_names_columns_and_status() {
         "!has(self.tlsSecretName) || has(self.host)",
         "self.metadata.name.matches",
         "has(oldSelf.size) ? oldSelf.size",
+        "(has(self.jwksUrl) ? 1 : 0) == 1",
+        "!(has(self.hmacSecretRef) || has(self.publicKeySecretRef)",
+        "self.allowedOrigins.exists(o, o ==",
     ] {
         assert!(yaml.contains(rule), "missing CEL rule {rule}");
     }

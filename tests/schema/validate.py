@@ -1,6 +1,7 @@
 """Schema checks of everything the operator and its chart produce, without a cluster.
 
-- every object `canvaschat-operator render` prints for each file in examples/ is valid for
+- every object `canvaschat-operator render` prints for each file in examples/ and
+  tests/schema/good/ (specs the examples do not show, e.g. spec.auth) is valid for
   Kubernetes 1.33 and 1.37 (kubernetes-validate, strict: unknown fields are errors);
 - the generated CRD is a valid CustomResourceDefinition, and its openAPIV3Schema accepts every
   CanvasChat in examples/ and refuses every tests/schema/bad/schema-*.yaml;
@@ -143,7 +144,7 @@ def main() -> int:
     examples = sorted((repo / "examples").glob("*.yaml"))
     if not examples:
         results.check("examples/ holds CanvasChats", lambda: (_ for _ in ()).throw(AssertionError("none found")))
-    for example in examples:
+    for example in examples + sorted((repo / "tests/schema/good").glob("*.yaml")):
         rel = example.relative_to(repo)
         for i, doc in enumerate(load_all(example.read_text()), 1):
             results.check(f"{rel} doc {i}: CRD schema accepts it", lambda doc=doc: crd_accepts(doc))
