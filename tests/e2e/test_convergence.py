@@ -115,17 +115,19 @@ def service_creation() -> dict[str, float]:
     """The API server's count and total seconds of ClusterIP address allocations (IPAddress
     creations) and of Service applies."""
     totals = {"ipaddress_posts": 0.0, "ipaddress_post_seconds": 0.0, "service_applies": 0.0, "service_apply_seconds": 0.0}
-    names = {("ipaddresses", "POST"): "ipaddress_post", ("services", "APPLY"): "service_apply"}
+    keys = {
+        ("ipaddresses", "POST"): ("ipaddress_posts", "ipaddress_post_seconds"),
+        ("services", "APPLY"): ("service_applies", "service_apply_seconds"),
+    }
     pattern = re.compile(r'apiserver_request_duration_seconds_(sum|count)\{(.*)\} (\S+)$')
     for line in kubectl("get", "--raw", "/metrics", timeout=60).splitlines():
         match = pattern.match(line)
         if not match or 'subresource=""' not in match.group(2):
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2)))
-        name = names.get((labels.get("resource", ""), labels.get("verb", "")))
-        if name:
-            key = f"{name}_seconds" if match.group(1) == "sum" else f"{name}s"
-            totals[key] += float(match.group(3))
+        count_key, seconds_key = keys.get((labels.get("resource", ""), labels.get("verb", "")), (None, None))
+        if count_key and seconds_key:
+            totals[seconds_key if match.group(1) == "sum" else count_key] += float(match.group(3))
     return totals
 
 
