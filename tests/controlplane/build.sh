@@ -8,6 +8,8 @@
 #               up.sh --real-node
 #   etcd, kwok (with its stage file), helm, actionlint, promtool, kind
 #   coredns     CoreDNS, the cluster DNS of up.sh --real-node
+#   metrics-server   the resource metrics API of up.sh --real-node (metrics-server.sh)
+#   traefik     Traefik v3 (Ingress and Gateway API), for a real node
 #   pause       the sandbox image of a real node (OCI archive), in images/ next to the
 #               printed bin directory
 #   gateway-api, prometheus-operator   their CRDs (no binaries), in crds/<component>/ next to

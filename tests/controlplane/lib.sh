@@ -92,7 +92,7 @@ component() {
         # Its Makefile's stamp: without it /version and the log say v0.0.0.
         C_LDFLAGS+=" -X k8s.io/client-go/pkg/version.gitVersion=$C_VERSION"
         ;;
-    traefik) # the Ingress and Gateway API implementation of a real node (traefik.sh)
+    traefik) # an Ingress and Gateway API implementation for a real node
         C_VERSION=$(module_version traefik github.com/traefik/traefik/v3)
         C_PKGS=(github.com/traefik/traefik/v3/cmd/traefik)
         C_LDFLAGS+=" -X github.com/traefik/traefik/v3/pkg/version.Version=$C_VERSION"

@@ -104,6 +104,9 @@ if $real_node; then
     cert kubelet "/O=system:nodes/CN=system:node:$RN_NODE" clientAuth
     cert kubelet-serving "/CN=$RN_NODE" serverAuth "IP:127.0.0.1,IP:$RN_GATEWAY,DNS:$RN_NODE"
     cert kube-proxy "/CN=system:kube-proxy" clientAuth
+    # The aggregation layer's client (metrics-server.sh registers an APIService): the API
+    # server proxies with it, and the extension server trusts only this name's headers.
+    cert front-proxy-client "/CN=front-proxy-client" clientAuth
 fi
 # Service-account tokens are signed by this key; the controller-manager signs with it too.
 ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key"
@@ -177,6 +180,10 @@ args_kube_apiserver() {
     if $real_node; then
         args+=(--kubelet-client-certificate="$pki/admin.crt" --kubelet-client-key="$pki/admin.key"
             --kubelet-certificate-authority="$pki/ca.crt" --kubelet-preferred-address-types=InternalIP)
+        args+=(--requestheader-client-ca-file="$pki/ca.crt" --requestheader-allowed-names=front-proxy-client
+            --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group
+            --requestheader-extra-headers-prefix=X-Remote-Extra-
+            --proxy-client-cert-file="$pki/front-proxy-client.crt" --proxy-client-key-file="$pki/front-proxy-client.key")
     fi
 }
 ready_kube_apiserver() {
