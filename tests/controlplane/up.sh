@@ -132,7 +132,14 @@ export KUBECONFIG=$CP_STATE_DIR/admin.kubeconfig
 
 start() { # COMPONENT ARGS... : run detached, log to logs/COMPONENT.log, pid to pids/COMPONENT
     setsid "$(bin_of "$1")" "${@:2}" > "$CP_STATE_DIR/logs/$1.log" 2>&1 < /dev/null &
-    echo $! > "$CP_STATE_DIR/pids/$1"
+    local pid=$! tries=0
+    echo "$pid" > "$CP_STATE_DIR/pids/$1"
+    # Until the forked shell has exec'd the program, its cmdline is this script's, and
+    # is_running would call a component that is starting "exited" (with an empty log).
+    while ! is_running "$1" && [ -e "/proc/$pid/cmdline" ] && [ $tries -lt 100 ]; do
+        tries=$((tries + 1))
+        sleep 0.05
+    done
 }
 
 # wait_for COMPONENT SECONDS COMMAND... : retry COMMAND every 0.2 s until it succeeds,
