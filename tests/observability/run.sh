@@ -73,8 +73,8 @@ admin_url() { sed -nE 's#.*metrics on (http://127\.0\.0\.1:[0-9]+)/metrics.*#\1#
 curl -fsS --max-time 5 "$(admin_url)/metrics" > "$work/gateway.metrics"
 
 say "local control plane and operator"
-# A component that dies at start (seen now and then, cause not found) gets one clean retry, as
-# in tests/e2e/run.sh; its first logs are kept beside the second start's.
+# A component that dies at start gets one clean retry, as in tests/e2e/run.sh (the usual cause,
+# a start check racing the fork, is fixed in up.sh); its first logs are kept beside the second's.
 if ! cp_env=$("$repo/tests/controlplane/up.sh"); then
     cp -r "$CANVASCHAT_CP_DIR/logs" "$work/controlplane-first-start-logs" 2> /dev/null || true
     "$repo/tests/controlplane/down.sh" > /dev/null 2>&1 || true
@@ -84,6 +84,8 @@ fi
 eval "$cp_env"
 PATH=$("$repo/tests/controlplane/build.sh" | tail -n 1):$PATH
 "$operator" crd | kubectl apply -f - > /dev/null
+# The operator refuses to start while the API server does not serve the CRD yet.
+kubectl wait --for=condition=Established --timeout=60s crd/canvaschats.canvaschat.io > /dev/null
 # The operator binds the port it is given; one taken in the meantime gets it restarted on
 # another (three tries).
 for attempt in 1 2 3; do
