@@ -117,6 +117,26 @@ export interface ChatState {
 
 export type ChatStore = StoreApi<ChatState>;
 
+type ChatData = Pick<
+  ChatState,
+  'userId' | 'channel' | 'connection' | 'users' | 'messages' | 'notice' | 'cursors' | 'recovery' | 'missedNotice'
+>;
+
+/** A store's data before any identity, and again whenever the identity changes. */
+function emptyChat(): ChatData {
+  return {
+    userId: null,
+    channel: null,
+    connection: { status: 'idle' },
+    users: [],
+    messages: [],
+    notice: null,
+    cursors: {},
+    recovery: null,
+    missedNotice: null,
+  };
+}
+
 function sortedUnique(users: Iterable<string>): string[] {
   return [...new Set(users)].sort((a, b) => a.localeCompare(b));
 }
@@ -264,29 +284,11 @@ export function createChatStore(): ChatStore {
     };
 
     return {
-      userId: null,
-      channel: null,
-      connection: { status: 'idle' },
-      users: [],
-      messages: [],
-      notice: null,
-      cursors: {},
-      recovery: null,
-      missedNotice: null,
+      ...emptyChat(),
 
       setIdentity(userId, channel) {
         resetAll();
-        set({
-          userId,
-          channel,
-          users: [],
-          messages: [],
-          notice: null,
-          cursors: {},
-          recovery: null,
-          missedNotice: null,
-          connection: { status: 'idle' },
-        });
+        set({ ...emptyChat(), userId, channel });
       },
 
       restoreRecovery(saved) {
