@@ -86,20 +86,31 @@ impl Node {
                         metrics.clone(),
                         stopped.clone(),
                     )?);
+                    let presence =
+                        Arc::new(RedisPresence::new(conn.clone(), config.presence_ttl()));
                     (
-                        Arc::new(RedisBroker::new(conn.clone(), settings).with_delivered({
-                            let hub = hub.clone();
-                            Arc::new(move |channel| hub.delivered(channel))
-                        })),
-                        Arc::new(RedisPresence::new(conn.clone(), config.presence_ttl())),
+                        Arc::new(
+                            RedisBroker::new(conn.clone(), settings, presence.clone())
+                                .with_delivered({
+                                    let hub = hub.clone();
+                                    Arc::new(move |channel| hub.delivered(channel))
+                                }),
+                        ),
+                        presence,
                         Some(conn),
                     )
                 }
-                None => (
-                    Arc::new(EmbeddedBroker::new(deliver.clone(), settings)),
-                    Arc::new(EmbeddedPresence::new(deliver, config.presence_ttl())),
-                    None,
-                ),
+                None => {
+                    let presence = Arc::new(EmbeddedPresence::new(
+                        deliver.clone(),
+                        config.presence_ttl(),
+                    ));
+                    (
+                        Arc::new(EmbeddedBroker::new(deliver, settings, presence.clone())),
+                        presence,
+                        None,
+                    )
+                }
             };
         Ok(Arc::new(Node {
             connection_slots: Arc::new(Semaphore::new(config.max_connections as usize)),
@@ -347,9 +358,14 @@ mod tests {
             user: "probe".into(),
             connection: "probe".into(),
         };
-        let listing = node.presence.join(channel, &probe).await.unwrap();
+        let joined = node.broker.join(channel, &probe, None).await.unwrap();
         node.presence.leave(channel, &probe).await.unwrap();
-        listing.users.into_iter().filter(|u| u != "probe").collect()
+        joined
+            .listing
+            .users
+            .into_iter()
+            .filter(|u| u != "probe")
+            .collect()
     }
 
     #[tokio::test]
@@ -363,7 +379,7 @@ mod tests {
         };
         {
             let mut state = left.presence.lock().await;
-            node.presence.join("c", &gone).await.unwrap();
+            node.broker.join("c", &gone, None).await.unwrap();
             *state = PresenceState::Joined;
         }
         // The session left while the hub still lists it, as a heartbeat's snapshot may.
@@ -385,7 +401,7 @@ mod tests {
             user: "alice".into(),
             connection: reg.id.to_string(),
         };
-        node.presence.join("c", &alice).await.unwrap();
+        node.broker.join("c", &alice, None).await.unwrap();
         *reg.presence.lock().await = PresenceState::Joined;
         // Removed behind its back (a sweep while this replica stalled).
         node.presence.leave("c", &alice).await.unwrap();

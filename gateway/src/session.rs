@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::{
     access::{Access, InvalidFrames, IpSlot},
     auth::{AuthError, Authenticator, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Identity},
-    broker::ChatSend,
+    broker::{ChatSend, Joined},
     history::{ChatOutcome, Since},
     hub::{Closer, PresenceState, Registration, close_code},
     metrics::{RedisOp, RejectReason},
@@ -351,9 +351,9 @@ impl Session {
         }
     }
 
-    /// Subscribes (so nothing published from now on is missed), records presence (which
-    /// announces the newcomer), reads the history, sends `user_sync` and `history`, then
-    /// opens the connection's gate to live frames.
+    /// Subscribes (so nothing published from now on is missed), joins (records presence,
+    /// which announces the newcomer, and reads the history, in one step), sends `user_sync`
+    /// and `history`, then opens the connection's gate to live frames.
     async fn greet(
         &self,
         member: &Member,
@@ -370,29 +370,20 @@ impl Session {
             tracing::warn!(channel = self.channel, %error, "subscribe failed");
             return Err("the chat service cannot subscribe to this channel right now");
         }
-        let listing = {
+        let Joined { listing, recovery } = {
             let mut state = registration.presence.lock().await;
-            let listing = node
-                .presence
-                .join(&self.channel, member)
+            let joined = node
+                .broker
+                .join(&self.channel, member, self.since.as_ref())
                 .await
                 .map_err(|error| {
                     node.metrics.redis_error(RedisOp::Presence);
-                    tracing::warn!(%error, "presence join failed");
-                    "the chat service cannot record presence right now"
+                    tracing::warn!(%error, "join failed");
+                    "the chat service cannot record presence or read the history right now"
                 })?;
             *state = PresenceState::Joined;
-            listing
+            joined
         };
-        let recovery = node
-            .broker
-            .recover(&self.channel, self.since.as_ref())
-            .await
-            .map_err(|error| {
-                node.metrics.redis_error(RedisOp::Publish);
-                tracing::warn!(%error, "history read failed");
-                "the chat service cannot read the history right now"
-            })?;
         let now = timestamp(chrono::Utc::now());
         own.send(&ServerFrame::UserSync {
             channel_id: self.channel.clone(),

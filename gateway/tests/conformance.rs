@@ -46,6 +46,8 @@ struct Engine {
     frames: mpsc::UnboundedReceiver<(String, Envelope)>,
     node: Uuid,
     next: u64,
+    /// The connection `recover` joins with; its first join's announcement is consumed.
+    reader: Option<Member>,
     stop: CancellationToken,
     _redis: Option<common::Redis>,
 }
@@ -63,11 +65,14 @@ async fn engine(kind: Kind, settings: BrokerSettings) -> Engine {
     });
     let stop = CancellationToken::new();
     let (broker, presence, redis): (Arc<dyn Broker>, Arc<dyn PresenceManager>, _) = match kind {
-        Kind::Embedded => (
-            Arc::new(EmbeddedBroker::new(deliver.clone(), settings)),
-            Arc::new(EmbeddedPresence::new(deliver, TTL)),
-            None,
-        ),
+        Kind::Embedded => {
+            let presence = Arc::new(EmbeddedPresence::new(deliver.clone(), TTL));
+            (
+                Arc::new(EmbeddedBroker::new(deliver, settings, presence.clone())),
+                presence,
+                None,
+            )
+        }
         Kind::Redis => {
             let redis = common::Redis::start().await;
             let conn = Arc::new(
@@ -81,9 +86,10 @@ async fn engine(kind: Kind, settings: BrokerSettings) -> Engine {
                 )
                 .expect("redis client"),
             );
+            let presence = Arc::new(RedisPresence::new(conn.clone(), TTL));
             (
-                Arc::new(RedisBroker::new(conn.clone(), settings)),
-                Arc::new(RedisPresence::new(conn, TTL)),
+                Arc::new(RedisBroker::new(conn, settings, presence.clone())),
+                presence,
                 Some(redis),
             )
         }
@@ -95,6 +101,7 @@ async fn engine(kind: Kind, settings: BrokerSettings) -> Engine {
         frames,
         node: Uuid::new_v4(),
         next: 0,
+        reader: None,
         stop,
         _redis: redis,
     }
@@ -161,16 +168,40 @@ impl Engine {
         self.broker.publish_chat(&send).await.expect("publish")
     }
 
-    async fn recover(&self, since: Option<(u64, &str)>) -> (String, u64, bool, Vec<u64>) {
+    /// Joins with the same reader connection every time: the history part of a join (only
+    /// the first join announces it).
+    async fn recover(&mut self, since: Option<(u64, &str)>) -> (String, u64, bool, Vec<u64>) {
         let since = since.map(|(offset, epoch)| Since {
             offset,
             epoch: epoch.to_owned(),
         });
-        let r = self
+        let first = self.reader.is_none();
+        let reader = match &self.reader {
+            Some(reader) => reader.clone(),
+            None => self.member("reader"),
+        };
+        let reply = self
             .broker
-            .recover("c", since.as_ref())
+            .join("c", &reader, since.as_ref())
             .await
-            .expect("recover");
+            .expect("join");
+        assert!(reply.listing.users.contains(&"reader".to_owned()));
+        if first {
+            // After the chat frames the test published before this first join.
+            loop {
+                let (frame, _) = self.frame().await;
+                if frame["type"] == "chat" {
+                    continue;
+                }
+                assert_eq!(
+                    (&frame["type"], &frame["user_id"]),
+                    (&Value::from("user_joined"), &Value::from("reader"))
+                );
+                break;
+            }
+            self.reader = Some(reader);
+        }
+        let r = reply.recovery;
         let offsets = r
             .messages
             .iter()
@@ -195,7 +226,7 @@ fn left(user: &str) -> (String, String) {
 async fn join_and_leave_announce_once_per_user(kind: Kind) {
     let mut e = engine(kind, settings()).await;
     let (a1, a2, b1) = (e.member("alice"), e.member("alice"), e.member("bob"));
-    let listing = e.presence.join("c", &a1).await.expect("join");
+    let listing = e.broker.join("c", &a1, None).await.expect("join").listing;
     assert_eq!(
         (listing.users, listing.total),
         (vec!["alice".to_owned()], 1)
@@ -207,9 +238,9 @@ async fn join_and_leave_announce_once_per_user(kind: Kind) {
         Some(a1.connection.as_str()),
         "the joiner is the sender"
     );
-    e.presence.join("c", &a2).await.expect("join");
+    e.broker.join("c", &a2, None).await.expect("join");
     e.no_frame().await;
-    let listing = e.presence.join("c", &b1).await.expect("join");
+    let listing = e.broker.join("c", &b1, None).await.expect("join").listing;
     assert_eq!(listing.users, vec!["alice", "bob"]);
     assert_eq!(e.announcement().await, joined("bob"));
     assert!(
@@ -229,8 +260,8 @@ async fn join_and_leave_announce_once_per_user(kind: Kind) {
 async fn heartbeats_keep_and_sweeps_remove_once(kind: Kind) {
     let mut e = engine(kind, settings()).await;
     let (ghost, live) = (e.member("ghost"), e.member("live"));
-    e.presence.join("c", &ghost).await.expect("join");
-    e.presence.join("c", &live).await.expect("join");
+    e.broker.join("c", &ghost, None).await.expect("join");
+    e.broker.join("c", &live, None).await.expect("join");
     e.announcement().await;
     e.announcement().await;
     for _ in 0..5 {
@@ -260,10 +291,10 @@ async fn heartbeats_keep_and_sweeps_remove_once(kind: Kind) {
 async fn an_unswept_expiry_is_announced_before_the_rejoin(kind: Kind) {
     let mut e = engine(kind, settings()).await;
     let (a1, a2) = (e.member("alice"), e.member("alice"));
-    e.presence.join("c", &a1).await.expect("join");
+    e.broker.join("c", &a1, None).await.expect("join");
     e.announcement().await;
     tokio::time::sleep(TTL + Duration::from_millis(100)).await;
-    e.presence.join("c", &a2).await.expect("join");
+    e.broker.join("c", &a2, None).await.expect("join");
     assert_eq!(e.announcement().await, left("alice"));
     assert_eq!(e.announcement().await, joined("alice"));
     assert!(e.presence.sweep("c").await.expect("sweep").is_empty());
@@ -274,7 +305,7 @@ async fn user_sync_is_bounded_with_a_total(kind: Kind) {
     let many: Vec<Member> = (0..1_003).map(|i| e.member(&format!("u{i:04}"))).collect();
     e.presence.assert("c", &many).await.expect("assert");
     let me = e.member("zz");
-    let listing = e.presence.join("c", &me).await.expect("join");
+    let listing = e.broker.join("c", &me, None).await.expect("join").listing;
     assert_eq!(listing.total, 1_004);
     assert_eq!(listing.users.len(), 1_000);
     assert!(listing.users.is_sorted());

@@ -207,3 +207,41 @@ async fn cursors_across_replicas_are_coalesced_never_echoed_and_not_rate_limited
     .await;
     scenarios::cursors_are_coalesced_never_echoed_and_not_rate_limited(&g[0], &g[1]).await;
 }
+
+/// A join is one Redis round trip: the first command the gateway sends about the channel
+/// records presence and reads the history together (before, a presence script and then a
+/// history read). Watched with MONITOR, which echoes every command Redis runs.
+#[tokio::test]
+async fn a_join_is_one_redis_round_trip() {
+    use tokio::io::AsyncBufReadExt;
+
+    let redis = Redis::start().await;
+    let g = Gateway::start(&GatewayOptions::redis(&redis)).await;
+    let mut monitor = tokio::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "monitor"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-cli must be installed with redis-server");
+    let mut lines =
+        tokio::io::BufReader::new(monitor.stdout.take().expect("monitor output")).lines();
+    let next_line = async |lines: &mut tokio::io::Lines<_>| {
+        tokio::time::timeout(common::WAIT, lines.next_line())
+            .await
+            .expect("a MONITOR line")
+            .expect("MONITOR output")
+            .expect("MONITOR still running")
+    };
+    assert_eq!(next_line(&mut lines).await, "OK");
+    let (_client, _sync) = join(&g, "alice", "trip").await;
+    let first = loop {
+        let line: String = next_line(&mut lines).await;
+        if line.contains("{trip}") {
+            break line;
+        }
+    };
+    assert!(
+        first.contains("canvaschat:{trip}:users") && first.contains("canvaschat:{trip}:meta"),
+        "presence and history in one command: {first}"
+    );
+}

@@ -3,18 +3,18 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
 };
 
 use futures::{FutureExt, future::BoxFuture};
 
 use super::{
-    Broker, BrokerError, BrokerSettings, CHANNEL_META_TTL, ChatSend, Deliver, Health, millis,
-    new_epoch,
+    Broker, BrokerError, BrokerSettings, CHANNEL_META_TTL, ChatSend, Deliver, Health, Joined,
+    millis, new_epoch,
 };
 use crate::{
-    history::{ChannelLog, ChatOutcome, Recovery, Since},
-    presence::Millis,
+    history::{ChannelLog, ChatOutcome, Since},
+    presence::{Member, Millis, embedded::EmbeddedPresence},
     protocol::{ConnectionId, Envelope},
     rate_limit::RateLimiter,
 };
@@ -43,6 +43,7 @@ impl State {
 pub struct EmbeddedBroker {
     deliver: Deliver,
     settings: BrokerSettings,
+    presence: Arc<EmbeddedPresence>,
     state: Mutex<State>,
 }
 
@@ -56,10 +57,16 @@ fn wall_millis() -> Millis {
 }
 
 impl EmbeddedBroker {
-    pub fn new(deliver: Deliver, settings: BrokerSettings) -> Self {
+    /// Joins go to `presence`, the same one the node uses for heartbeats and leaves.
+    pub fn new(
+        deliver: Deliver,
+        settings: BrokerSettings,
+        presence: Arc<EmbeddedPresence>,
+    ) -> Self {
         EmbeddedBroker {
             deliver,
             settings,
+            presence,
             state: Mutex::default(),
         }
     }
@@ -127,17 +134,19 @@ impl Broker for EmbeddedBroker {
         futures::future::ready(Ok(())).boxed()
     }
 
-    fn recover<'a>(
+    fn join<'a>(
         &'a self,
         channel: &'a str,
+        member: &'a Member,
         since: Option<&'a Since>,
-    ) -> BoxFuture<'a, Result<Recovery, BrokerError>> {
+    ) -> BoxFuture<'a, Result<Joined, BrokerError>> {
+        let listing = self.presence.join(channel, member);
         let now = wall_millis();
         let recovery =
             lock(&self.state)
                 .log(channel, now)
                 .recover(since, now, self.settings.history);
-        futures::future::ready(Ok(recovery)).boxed()
+        futures::future::ready(Ok(Joined { listing, recovery })).boxed()
     }
 
     fn missed<'a>(

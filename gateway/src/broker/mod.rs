@@ -1,7 +1,8 @@
 //! The broker moves chat frames between gateway replicas and keeps each channel's history:
 //! publish (with the rate limit, offsets and idempotency, in one atomic step), subscribe,
-//! and recovery. Two implementations follow the rules of `history` and `rate_limit`:
-//! Redis for real deployments and an in-process one for a single local replica.
+//! and a connection's join (presence and recovery in one step). Two implementations follow
+//! the rules of `history`, `presence::table` and `rate_limit`: Redis for real deployments
+//! and an in-process one for a single local replica.
 
 pub mod embedded;
 pub mod redis;
@@ -13,7 +14,7 @@ use uuid::Uuid;
 
 use crate::{
     history::{ChatOutcome, HistoryLimits, Recovery, Since},
-    presence::Millis,
+    presence::{Listing, Member, Millis},
     protocol::{ConnectionId, Envelope},
 };
 
@@ -56,6 +57,13 @@ pub struct BrokerSettings {
     pub rate_limit_per_minute: u32,
 }
 
+/// What a joining connection is told: who is present and what it missed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    pub listing: Listing,
+    pub recovery: Recovery,
+}
+
 /// A chat message on its way out.
 #[derive(Debug, Clone)]
 pub struct ChatSend<'a> {
@@ -92,13 +100,16 @@ pub trait Broker: Send + Sync {
         envelope: &'a Envelope,
     ) -> BoxFuture<'a, Result<(), BrokerError>>;
 
-    /// The channel's epoch and latest offset, and the messages a connection gets after
-    /// `user_sync` (see `history::ChannelLog::recover` for the rules).
-    fn recover<'a>(
+    /// A new connection's join, in one step (one Redis round trip): records its presence
+    /// (announcing `user_joined` when its user was not present), lists who is present for
+    /// `user_sync`, and reads the channel's epoch, latest offset and the messages it gets
+    /// after `user_sync` (see `history::ChannelLog::recover` for the rules).
+    fn join<'a>(
         &'a self,
         channel: &'a str,
+        member: &'a Member,
         since: Option<&'a Since>,
-    ) -> BoxFuture<'a, Result<Recovery, BrokerError>>;
+    ) -> BoxFuture<'a, Result<Joined, BrokerError>>;
 
     /// The retained messages of the channel after `since`, each with the connection that
     /// sent it: for a replica that noticed a gap in the offsets it received (its subscriber

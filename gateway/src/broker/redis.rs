@@ -24,12 +24,16 @@ use futures::{FutureExt, future::BoxFuture};
 use uuid::Uuid;
 
 use super::{
-    Broker, BrokerError, BrokerSettings, CHANNEL_META_TTL, ChatSend, Health, millis, new_epoch,
+    Broker, BrokerError, BrokerSettings, CHANNEL_META_TTL, ChatSend, Health, Joined, millis,
+    new_epoch,
 };
 use crate::{
     history::{ChatOutcome, Recovery, Since},
-    presence::redis::NOW_MS,
-    protocol::{ConnectionId, Envelope},
+    presence::{
+        Listing, Member,
+        redis::{ASSERT_FNS, NOW_MS, RedisPresence},
+    },
+    protocol::{ConnectionId, Envelope, USER_SYNC_LIMIT},
     rate_limit::MESSAGE_COST,
     redis_conn::{RedisConnection, pubsub_channel, redis_err},
 };
@@ -89,8 +93,9 @@ const CHAT: &str = "restart_if_behind(ARGV[1], ARGV[11], ARGV[12]) \
     if #KEYS > 3 then redis.call('SET', KEYS[4], offset .. '|' .. ARGV[9] .. '|' .. epoch, 'PX', ARGV[4]) end \
     return {'ok', tostring(offset), epoch}";
 
-// KEYS: meta, history. ARGV: new epoch, meta ttl ms, client epoch or '', since or '',
-// replay ms, history ms. Returns epoch, latest offset, '1' when recovered, then frames.
+// The body of recover(): KEYS: meta, history. ARGV: new epoch, meta ttl ms, client epoch or
+// '', since or '', replay ms, history ms. Returns epoch, latest offset, '1' when recovered,
+// then frames.
 const RECOVER: &str = "redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
     local top = tonumber(redis.call('HGET', KEYS[1], 'offset')) \
     local oldest = now - tonumber(ARGV[6]) \
@@ -117,6 +122,13 @@ const RECOVER: &str = "redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
       if tonumber(e[2][2]) > after and at(e[1]) >= oldest then table.insert(reply, e[2][4]) end \
     end \
     return reply";
+
+// A connection's join: its presence (announced as `presence::redis` does) and the history
+// it gets, in one round trip. KEYS: meta, history, users. ARGV: those of recover(), then the
+// user_sync list limit, then those of assert_members. Returns {the live user count and up to
+// the limit of them, recover()'s reply}.
+const JOIN: &str = "assert_members(KEYS[3], ARGV, 8) \
+    return {list_users(KEYS[3], tonumber(ARGV[7])), recover()}";
 
 // KEYS: meta, history. ARGV: epoch, since, new epoch. Returns sender, frame pairs of the
 // retained messages after `since`, oldest first; nothing when the epoch is another, or
@@ -168,14 +180,20 @@ pub type Delivered = Arc<dyn Fn(&str) -> Option<Since> + Send + Sync>;
 pub struct RedisBroker {
     conn: Arc<RedisConnection>,
     settings: BrokerSettings,
+    presence: Arc<RedisPresence>,
     delivered: Option<Delivered>,
     chat: Script,
-    recover: Script,
+    join: Script,
     missed: Script,
 }
 
 impl RedisBroker {
-    pub fn new(conn: Arc<RedisConnection>, settings: BrokerSettings) -> Self {
+    /// Joins record presence as `presence` does, on the same Redis.
+    pub fn new(
+        conn: Arc<RedisConnection>,
+        settings: BrokerSettings,
+        presence: Arc<RedisPresence>,
+    ) -> Self {
         let script = |body: &str| {
             Script::from_lua(format!(
                 "{NOW_MS}{OPEN_META}{BEHIND}{}",
@@ -185,9 +203,12 @@ impl RedisBroker {
         RedisBroker {
             conn,
             settings,
+            presence,
             delivered: None,
             chat: script(CHAT),
-            recover: script(RECOVER),
+            join: Script::from_lua(format!(
+                "{NOW_MS}{OPEN_META}local function recover() {RECOVER} end {ASSERT_FNS}{JOIN}"
+            )),
             missed: Script::from_lua(format!("{MISSED_EPOCH}{BEHIND}{MISSED}")),
         }
     }
@@ -265,42 +286,56 @@ impl Broker for RedisBroker {
         .boxed()
     }
 
-    fn recover<'a>(
+    fn join<'a>(
         &'a self,
         channel: &'a str,
+        member: &'a Member,
         since: Option<&'a Since>,
-    ) -> BoxFuture<'a, Result<Recovery, BrokerError>> {
+    ) -> BoxFuture<'a, Result<Joined, BrokerError>> {
         async move {
             let history = self.settings.history;
-            let args = vec![
+            let (users_key, presence_args) = self
+                .presence
+                .assert_call(channel, std::slice::from_ref(member));
+            let mut args = vec![
                 new_epoch(),
                 millis(CHANNEL_META_TTL).to_string(),
                 since.map(|s| s.epoch.clone()).unwrap_or_default(),
                 since.map(|s| s.offset.to_string()).unwrap_or_default(),
                 history.replay.to_string(),
                 history.retain.to_string(),
+                USER_SYNC_LIMIT.to_string(),
             ];
-            let mut reply: Vec<String> = self
-                .recover
+            args.extend(presence_args);
+            let (mut users, mut recovery): (Vec<String>, Vec<String>) = self
+                .join
                 .evalsha_with_reload(
                     &self.conn.client,
-                    vec![meta_key(channel), history_key(channel)],
+                    vec![meta_key(channel), history_key(channel), users_key],
                     args,
                 )
                 .await
-                .map_err(redis_err("history recover"))?;
-            if reply.len() < 3 {
-                return Err(unexpected("history recover", format!("{reply:?}")));
+                .map_err(redis_err("join"))?;
+            let total = (!users.is_empty())
+                .then(|| users.remove(0).parse::<u64>().ok())
+                .flatten()
+                .ok_or_else(|| unexpected("join", "no user count"))?;
+            users.sort();
+            if recovery.len() < 3 {
+                return Err(unexpected("join", format!("{recovery:?}")));
             }
-            let messages = reply.split_off(3);
-            let offset = reply[1]
+            let messages = recovery.split_off(3);
+            let offset = recovery[1]
                 .parse()
-                .map_err(|_| unexpected("history recover", "offset is not a number"))?;
-            Ok(Recovery {
-                epoch: std::mem::take(&mut reply[0]),
-                offset,
-                recovered: reply[2] == "1",
-                messages,
+                .map_err(|_| unexpected("join", "offset is not a number"))?;
+            Ok(Joined {
+                listing: Listing { users, total },
+                recovery: Recovery {
+                    epoch: std::mem::take(&mut recovery[0]),
+                    offset,
+                    recovered: recovery[2] == "1",
+                    messages,
+                },
             })
         }
         .boxed()

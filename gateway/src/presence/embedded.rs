@@ -58,6 +58,16 @@ impl EmbeddedPresence {
         (self.deliver)(channel, envelope);
     }
 
+    /// Records a new connection, announcing `user_joined` when its user was not present,
+    /// and lists who is present (the newcomer included), in one step: the embedded
+    /// broker's part of a join.
+    pub fn join(&self, channel: &str, member: &Member) -> Listing {
+        let mut table = lock(&self.table);
+        self.assert_locked(&mut table, channel, std::slice::from_ref(member));
+        let (users, total) = table.users(channel, self.now(), USER_SYNC_LIMIT);
+        Listing { users, total }
+    }
+
     /// Asserts members under the table lock, announcing as the rules say.
     fn assert_locked(&self, table: &mut PresenceTable, channel: &str, members: &[Member]) {
         let at = chrono::Utc::now();
@@ -79,17 +89,6 @@ impl EmbeddedPresence {
 }
 
 impl PresenceManager for EmbeddedPresence {
-    fn join<'a>(
-        &'a self,
-        channel: &'a str,
-        member: &'a Member,
-    ) -> BoxFuture<'a, Result<Listing, BrokerError>> {
-        let mut table = lock(&self.table);
-        self.assert_locked(&mut table, channel, std::slice::from_ref(member));
-        let (users, total) = table.users(channel, self.now(), USER_SYNC_LIMIT);
-        futures::future::ready(Ok(Listing { users, total })).boxed()
-    }
-
     fn assert<'a>(
         &'a self,
         channel: &'a str,

@@ -3,7 +3,9 @@
 //! `user_left`), so announcements reach every replica in exactly the order of the changes.
 //!
 //! Two implementations follow the rules of [`table`]: Redis (Lua scripts) and an embedded
-//! in-process one for a single replica.
+//! in-process one for a single replica. A connection's join is the broker's
+//! (`Broker::join`): it records presence, lists who is present and reads the history in
+//! one step, one Redis round trip.
 
 pub mod embedded;
 pub mod redis;
@@ -29,14 +31,6 @@ pub struct Listing {
 }
 
 pub trait PresenceManager: Send + Sync {
-    /// Records a new connection, announcing `user_joined` when its user was not present,
-    /// and lists who is present (the newcomer included), in one step.
-    fn join<'a>(
-        &'a self,
-        channel: &'a str,
-        member: &'a Member,
-    ) -> BoxFuture<'a, Result<Listing, BrokerError>>;
-
     /// Keeps live connections present (the heartbeat), re-adding any the store lost and
     /// announcing their users. Only ever called for connections whose join completed and
     /// that have not left, so nothing that left comes back.

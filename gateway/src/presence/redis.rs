@@ -4,7 +4,8 @@
 //! - `canvaschat:{C}:conns:<user>` sorted set: connection -> expiry.
 //!
 //! Each change is one Lua script that also PUBLISHes the announcements it implies, so they
-//! are ordered exactly as the changes, whichever replicas make them. Scripts read Redis'
+//! are ordered exactly as the changes, whichever replicas make them (a join runs these
+//! functions inside the broker's join script, see `broker::redis`). Scripts read Redis'
 //! own clock, so replicas with skewed clocks agree on expiry. Keys expire at twice the TTL
 //! after the last write, so abandoned channels leave nothing behind.
 //! `canvaschat:generation` names the lifetime of Redis' data: set once, it is gone after
@@ -16,10 +17,10 @@ use fred::types::scripts::Script;
 use futures::{FutureExt, future::BoxFuture};
 use uuid::Uuid;
 
-use super::{Listing, Member, PresenceManager};
+use super::{Member, PresenceManager};
 use crate::{
     broker::BrokerError,
-    protocol::{PresenceFrame, USER_SYNC_LIMIT},
+    protocol::PresenceFrame,
     redis_conn::{RedisConnection, pubsub_channel, redis_err},
 };
 
@@ -32,35 +33,45 @@ const GENERATION_KEY: &str = "canvaschat:generation";
 pub const NOW_MS: &str = "local t = redis.call('TIME') \
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) ";
 
-// KEYS: users. ARGV: ttl_ms, conns key prefix, pub/sub channel, publish time (µs),
-// user_joined prefix, user_left prefix, frame suffix, list limit (0: no list), then
-// user, connection pairs. A user who was not live is announced: user_left first when an
-// expired entry was still there (its departure was never announced), then user_joined.
-// With a list limit, returns the number of live users then up to that many of them.
-const ASSERT: &str = "local ttl = tonumber(ARGV[1]) \
-    local exp = now + ttl \
-    for i = 9, #ARGV, 2 do \
-      local user, conn = ARGV[i], ARGV[i + 1] \
-      local ck = ARGV[2] .. user \
-      local score = redis.call('ZSCORE', KEYS[1], user) \
-      local live = score and tonumber(score) > now \
-      redis.call('ZREMRANGEBYSCORE', ck, '-inf', now) \
-      redis.call('ZADD', ck, exp, conn) \
-      redis.call('PEXPIRE', ck, ttl * 2) \
-      redis.call('ZADD', KEYS[1], 'GT', exp, user) \
-      if not live then \
-        if score then \
-          redis.call('PUBLISH', ARGV[3], '-|' .. ARGV[4] .. '|' .. ARGV[6] .. user .. ARGV[7]) \
+// Lua functions shared by the heartbeat below and the broker's join script (one round trip
+// per join: presence, the `user_sync` list and the history read together).
+// assert_members(users key, args, first): args[first..first + 6] are ttl_ms, conns key
+// prefix, pub/sub channel, publish time (µs), user_joined prefix, user_left prefix, frame
+// suffix; user, connection pairs follow. A user who was not live is announced: user_left
+// first when an expired entry was still there (its departure was never announced), then
+// user_joined. list_users(users key, limit): the number of live users, then up to `limit`
+// of them, those whose presence reaches furthest first.
+pub const ASSERT_FNS: &str = "local function assert_members(users, a, first) \
+      local ttl = tonumber(a[first]) \
+      local prefix, chan, at = a[first + 1], a[first + 2], a[first + 3] \
+      local joined, left, suffix = a[first + 4], a[first + 5], a[first + 6] \
+      local exp = now + ttl \
+      for i = first + 7, #a, 2 do \
+        local user, conn = a[i], a[i + 1] \
+        local ck = prefix .. user \
+        local score = redis.call('ZSCORE', users, user) \
+        local live = score and tonumber(score) > now \
+        redis.call('ZREMRANGEBYSCORE', ck, '-inf', now) \
+        redis.call('ZADD', ck, exp, conn) \
+        redis.call('PEXPIRE', ck, ttl * 2) \
+        redis.call('ZADD', users, 'GT', exp, user) \
+        if not live then \
+          if score then \
+            redis.call('PUBLISH', chan, '-|' .. at .. '|' .. left .. user .. suffix) \
+          end \
+          redis.call('PUBLISH', chan, conn .. '|' .. at .. '|' .. joined .. user .. suffix) \
         end \
-        redis.call('PUBLISH', ARGV[3], conn .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. user .. ARGV[7]) \
       end \
+      redis.call('PEXPIRE', users, ttl * 2) \
     end \
-    redis.call('PEXPIRE', KEYS[1], ttl * 2) \
-    local limit = tonumber(ARGV[8]) \
-    if limit == 0 then return {} end \
-    local users = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', '(' .. now, 'LIMIT', 0, limit) \
-    table.insert(users, 1, tostring(redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf'))) \
-    return users";
+    local function list_users(users, limit) \
+      local list = redis.call('ZREVRANGEBYSCORE', users, '+inf', '(' .. now, 'LIMIT', 0, limit) \
+      table.insert(list, 1, tostring(redis.call('ZCOUNT', users, '(' .. now, '+inf'))) \
+      return list \
+    end ";
+
+// KEYS: users. ARGV: the arguments of assert_members.
+const ASSERT: &str = "assert_members(KEYS[1], ARGV, 1) return 0";
 
 // KEYS: users, conns. ARGV: user, connection, pub/sub channel, user_left envelope.
 // Returns 1 when it removed the user (and announced it). A connection that is not there
@@ -129,7 +140,7 @@ impl RedisPresence {
         RedisPresence {
             conn,
             scripts: Scripts {
-                assert: script(ASSERT),
+                assert: Script::from_lua(format!("{NOW_MS}{ASSERT_FNS}{ASSERT}")),
                 leave: script(LEAVE),
                 sweep: script(SWEEP),
                 generation: Script::from_lua(GENERATION),
@@ -138,16 +149,12 @@ impl RedisPresence {
         }
     }
 
-    async fn run_assert(
-        &self,
-        channel: &str,
-        members: &[Member],
-        list_limit: usize,
-    ) -> Result<Vec<String>, BrokerError> {
+    /// The keys and arguments of `assert_members` for these connections of a channel.
+    pub(crate) fn assert_call(&self, channel: &str, members: &[Member]) -> (String, Vec<String>) {
         let at = chrono::Utc::now();
         let joined = PresenceFrame::joined(channel, at);
         let left = PresenceFrame::left(channel, at);
-        let mut args = Vec::with_capacity(8 + members.len() * 2);
+        let mut args = Vec::with_capacity(7 + members.len() * 2);
         args.extend([
             self.ttl_ms.to_string(),
             conns_prefix(channel),
@@ -156,46 +163,16 @@ impl RedisPresence {
             joined.prefix,
             left.prefix,
             joined.suffix,
-            list_limit.to_string(),
         ]);
         for m in members {
             args.push(m.user.clone());
             args.push(m.connection.clone());
         }
-        self.scripts
-            .assert
-            .evalsha_with_reload(&self.conn.client, users_key(channel), args)
-            .await
-            .map_err(redis_err("presence assert"))
+        (users_key(channel), args)
     }
 }
 
 impl PresenceManager for RedisPresence {
-    fn join<'a>(
-        &'a self,
-        channel: &'a str,
-        member: &'a Member,
-    ) -> BoxFuture<'a, Result<Listing, BrokerError>> {
-        async move {
-            let mut reply = self
-                .run_assert(channel, std::slice::from_ref(member), USER_SYNC_LIMIT)
-                .await?;
-            let total = (!reply.is_empty())
-                .then(|| reply.remove(0).parse::<u64>().ok())
-                .flatten()
-                .ok_or_else(|| BrokerError::UnexpectedReply {
-                    operation: "presence join",
-                    detail: "no user count".to_owned(),
-                })?;
-            reply.sort();
-            Ok(Listing {
-                users: reply,
-                total,
-            })
-        }
-        .boxed()
-    }
-
     fn assert<'a>(
         &'a self,
         channel: &'a str,
@@ -203,7 +180,13 @@ impl PresenceManager for RedisPresence {
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
         async move {
             for batch in members.chunks(ASSERT_BATCH) {
-                self.run_assert(channel, batch, 0).await?;
+                let (key, args) = self.assert_call(channel, batch);
+                let _: i64 = self
+                    .scripts
+                    .assert
+                    .evalsha_with_reload(&self.conn.client, key, args)
+                    .await
+                    .map_err(redis_err("presence assert"))?;
             }
             Ok(())
         }
