@@ -2,7 +2,13 @@
 # CanvasChat benchmarks: gateway vs. Centrifugo 6.9.1 vs. raw Redis pub/sub, and
 # the operator against a local control plane. Prints a Markdown table; see bench/README.md.
 #
-#   bash bench/run.sh [--quick] [--no-operator] [--no-gateway] [--out DIR]
+#   bash bench/run.sh [--quick] [--no-operator] [--no-gateway] [--only GROUPS] [--gateway-bin PATH]
+#                   [--out DIR]
+#
+# --gateway-bin PATH runs that gateway binary instead of the one built here (e.g. a copy kept
+# from before a change, to compare before and after against the same peer).
+# --only idle,storm runs only those gateway scenario groups (idle, fanout, 30k, history,
+# ramp, channels, storm, connect-ramp, drain) and no operator part.
 #
 # Everything listens on free 127.0.0.1 ports and is stopped on exit. Every load is bounded in
 # count and in time. Not part of the test command.
@@ -14,20 +20,23 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/canvaschat/target}
 CACHE_DIR=$HOME/.cache/canvaschat/bench
 BIN=$CARGO_TARGET_DIR/release
 
-quick=false run_gateway=true run_operator=true out=
+quick=false run_gateway=true run_operator=true out='' only='' gateway_bin=''
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) quick=true ;;
         --no-operator) run_operator=false ;;
         --no-gateway) run_gateway=false ;;
         --out) out=$2; shift ;;
-        -h | --help) sed -n '2,8p' "$0"; exit 0 ;;
+        --only) only=,$2,; run_operator=false; shift ;;
+        --gateway-bin) gateway_bin=$2; shift ;;
+        -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "bench: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
 
 log() { echo "bench: $*" >&2; }
+want() { [ -z "$only" ] || [[ $only == *",$1,"* ]]; } # GROUP: runs unless --only leaves it out
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 work=$(mktemp -d /tmp/canvaschat-bench.XXXXXX)
@@ -133,7 +142,7 @@ if $run_gateway; then
             CANVASCHAT_MAX_CONNECTIONS_PER_IP=20000 CANVASCHAT_REBALANCE=false \
             CANVASCHAT_RATE_LIMIT_PER_MINUTE=1000000 CANVASCHAT_MAX_CONNECTIONS=20000 \
             CANVASCHAT_SHUTDOWN_GRACE_SECONDS=10 CANVASCHAT_STATIC_DIR="$work" RUST_LOG=warn \
-            "$BIN/canvaschat-gateway" > "$work/$1.log" 2>&1 &
+            "${gateway_bin:-$BIN/canvaschat-gateway}" > "$work/$1.log" 2>&1 &
         gateway_pid=$!
         started_pids+=("$gateway_pid")
         wait_http "$1" "$gateway_pid" "http://127.0.0.1:$2/ready"
@@ -191,72 +200,82 @@ EOF
         --url "ws://127.0.0.1:$history_b_port" --watch "centrifugo-a=$history_a_pid"
         --watch "centrifugo-b=$history_b_pid" --watch "redis=$redis_pid")
 
-    log "idle: $IDLE_CONNS connections on one replica"
-    loadgen idle --target gateway --url "ws://127.0.0.1:$gw_a_port" --watch "gateway-a=$gw_a_pid" \
-        --connections "$IDLE_CONNS" --channels 100 --hold 3
-    loadgen idle --target centrifugo --url "ws://127.0.0.1:$peer_a_port" \
-        --watch "centrifugo-a=$peer_a_pid" --connections "$IDLE_CONNS" --channels 100 --hold 3
-    sleep 2 # let both servers finish closing the idle sockets
-
-    log "fan-out 1 -> 100 in one channel, $FANOUT_RATE msg/s, two replicas"
-    fanout=(--scenario "fan-out 1->100" --clients 101 --channels 1 --senders 1
-        --rate "$FANOUT_RATE" --duration "$SECONDS_PER_LOAD" --size "$PAYLOAD")
-    loadgen load "${gw[@]}" "${fanout[@]}"
-    loadgen load "${peer[@]}" "${fanout[@]}"
-    loadgen redis --scenario "fan-out 1->100" --redis-url "$redis_url" --channels 1 \
-        --subscribers-per-channel 100 --rate "$FANOUT_RATE" --duration "$SECONDS_PER_LOAD" \
-        --size "$PAYLOAD" --watch "redis=$redis_pid"
-
-    log "fan-out 1 -> 100 offered $SATURATION_RATE msg/s: who keeps up"
-    saturation=(--scenario "fan-out 1->100 at $((SATURATION_RATE * 100))/s offered" --clients 101
-        --channels 1 --senders 1 --rate "$SATURATION_RATE" --duration "$SATURATION_SECONDS" --size "$PAYLOAD")
-    loadgen load "${gw[@]}" "${saturation[@]}"
-    loadgen load "${peer[@]}" "${saturation[@]}"
-    loadgen redis --scenario "fan-out 1->100 at $((SATURATION_RATE * 100))/s offered" \
-        --redis-url "$redis_url" --channels 1 --subscribers-per-channel 100 --rate "$SATURATION_RATE" \
-        --duration "$SATURATION_SECONDS" --size "$PAYLOAD" --watch "redis=$redis_pid"
-
-    log "fan-out 1 -> 100 offered $SATURATION_RATE msg/s against the peer with presence and history"
-    saturation[1]="fan-out 1->100 at $((SATURATION_RATE * 100))/s, peer with presence+history"
-    loadgen load "${gw[@]}" "${saturation[@]}"
-    loadgen load "${peer_history[@]}" "${saturation[@]}"
-
-    log "saturation: fan-out 1 -> 100 at rising rates until p99 > 50 ms or delivery < 99 %"
-    ramp=(--scenario "saturation: fan-out 1->100, peer with presence+history" --clients 101
-        --channels 1 --senders 1 --rate "$RAMP_START_RATE" --factor 1.5 --steps "$RAMP_STEPS"
-        --duration "$SATURATION_SECONDS" --size "$PAYLOAD")
-    loadgen saturate-load "${gw[@]}" "${ramp[@]}"
-    loadgen saturate-load "${peer_history[@]}" "${ramp[@]}"
-
-    log "many small channels: $CHANNEL_CLIENTS clients in $CHANNELS channels, $CHANNEL_RATE msg/s"
-    members=$((CHANNEL_CLIENTS / CHANNELS))
-    many=(--scenario "$CHANNELS channels x $members" --clients "$CHANNEL_CLIENTS" --channels "$CHANNELS"
-        --rate "$CHANNEL_RATE" --duration "$SECONDS_PER_LOAD" --size "$PAYLOAD")
-    loadgen load "${gw[@]}" "${many[@]}"
-    loadgen load "${peer[@]}" "${many[@]}"
-    loadgen redis --scenario "$CHANNELS channels x $members" --redis-url "$redis_url" \
-        --channels "$CHANNELS" --subscribers-per-channel $((members - 1)) --rate "$CHANNEL_RATE" \
-        --duration "$SECONDS_PER_LOAD" --size "$PAYLOAD" --watch "redis=$redis_pid"
-
-    log "connect/disconnect storm"
-    storm=(--workers 32 --channels 10 --max-joins 50000 --duration "$STORM_SECONDS")
-    loadgen storm "${gw[@]}" "${storm[@]}"
-    loadgen storm "${peer[@]}" "${storm[@]}"
-    log "connect/disconnect storm against the peer with presence on"
-    loadgen storm "${gw[@]}" "${storm[@]}" --scenario "storm vs peer with presence"
-    loadgen storm "${peer_presence[@]}" "${storm[@]}" --scenario "storm vs peer with presence"
-
-    log "saturation: connects with rising concurrency until join p99 > 50 ms or joins fail"
-    connect_ramp=(--scenario "saturation: connects, peer with presence+history" --workers 4
-        --factor 2 --steps "$RAMP_STEPS" --channels 10 --max-joins 50000 --duration "$STORM_SECONDS")
-    loadgen saturate-storm "${gw[@]}" "${connect_ramp[@]}"
-    loadgen saturate-storm "${peer_history[@]}" "${connect_ramp[@]}"
-
-    log "SIGTERM drain under load (replica b of each)"
-    drain=(--scenario "SIGTERM drain" --clients 200 --channels 10 --rate 400
-        --duration "$DRAIN_SECONDS" --size "$PAYLOAD" --replica 1 --after 3)
-    loadgen drain "${gw[@]}" "${drain[@]}" --pid "$gw_b_pid"
-    loadgen drain "${peer[@]}" "${drain[@]}" --pid "$peer_b_pid"
+    if want idle; then
+        log "idle: $IDLE_CONNS connections on one replica"
+        loadgen idle --target gateway --url "ws://127.0.0.1:$gw_a_port" --watch "gateway-a=$gw_a_pid" \
+            --connections "$IDLE_CONNS" --channels 100 --hold 3
+        loadgen idle --target centrifugo --url "ws://127.0.0.1:$peer_a_port" \
+            --watch "centrifugo-a=$peer_a_pid" --connections "$IDLE_CONNS" --channels 100 --hold 3
+        sleep 2 # let both servers finish closing the idle sockets
+    fi
+    if want fanout; then
+        log "fan-out 1 -> 100 in one channel, $FANOUT_RATE msg/s, two replicas"
+        fanout=(--scenario "fan-out 1->100" --clients 101 --channels 1 --senders 1
+            --rate "$FANOUT_RATE" --duration "$SECONDS_PER_LOAD" --size "$PAYLOAD")
+        loadgen load "${gw[@]}" "${fanout[@]}"
+        loadgen load "${peer[@]}" "${fanout[@]}"
+        loadgen redis --scenario "fan-out 1->100" --redis-url "$redis_url" --channels 1 \
+            --subscribers-per-channel 100 --rate "$FANOUT_RATE" --duration "$SECONDS_PER_LOAD" \
+            --size "$PAYLOAD" --watch "redis=$redis_pid"
+    fi
+    if want 30k; then
+        log "fan-out 1 -> 100 offered $SATURATION_RATE msg/s: who keeps up"
+        saturation=(--scenario "fan-out 1->100 at $((SATURATION_RATE * 100))/s offered" --clients 101
+            --channels 1 --senders 1 --rate "$SATURATION_RATE" --duration "$SATURATION_SECONDS" --size "$PAYLOAD")
+        loadgen load "${gw[@]}" "${saturation[@]}"
+        loadgen load "${peer[@]}" "${saturation[@]}"
+        loadgen redis --scenario "fan-out 1->100 at $((SATURATION_RATE * 100))/s offered" \
+            --redis-url "$redis_url" --channels 1 --subscribers-per-channel 100 --rate "$SATURATION_RATE" \
+            --duration "$SATURATION_SECONDS" --size "$PAYLOAD" --watch "redis=$redis_pid"
+    fi
+    if want history; then
+        log "fan-out 1 -> 100 offered $SATURATION_RATE msg/s against the peer with presence and history"
+        saturation[1]="fan-out 1->100 at $((SATURATION_RATE * 100))/s, peer with presence+history"
+        loadgen load "${gw[@]}" "${saturation[@]}"
+        loadgen load "${peer_history[@]}" "${saturation[@]}"
+    fi
+    if want ramp; then
+        log "saturation: fan-out 1 -> 100 at rising rates until p99 > 50 ms or delivery < 99 %"
+        ramp=(--scenario "saturation: fan-out 1->100, peer with presence+history" --clients 101
+            --channels 1 --senders 1 --rate "$RAMP_START_RATE" --factor 1.5 --steps "$RAMP_STEPS"
+            --duration "$SATURATION_SECONDS" --size "$PAYLOAD")
+        loadgen saturate-load "${gw[@]}" "${ramp[@]}"
+        loadgen saturate-load "${peer_history[@]}" "${ramp[@]}"
+    fi
+    if want channels; then
+        log "many small channels: $CHANNEL_CLIENTS clients in $CHANNELS channels, $CHANNEL_RATE msg/s"
+        members=$((CHANNEL_CLIENTS / CHANNELS))
+        many=(--scenario "$CHANNELS channels x $members" --clients "$CHANNEL_CLIENTS" --channels "$CHANNELS"
+            --rate "$CHANNEL_RATE" --duration "$SECONDS_PER_LOAD" --size "$PAYLOAD")
+        loadgen load "${gw[@]}" "${many[@]}"
+        loadgen load "${peer[@]}" "${many[@]}"
+        loadgen redis --scenario "$CHANNELS channels x $members" --redis-url "$redis_url" \
+            --channels "$CHANNELS" --subscribers-per-channel $((members - 1)) --rate "$CHANNEL_RATE" \
+            --duration "$SECONDS_PER_LOAD" --size "$PAYLOAD" --watch "redis=$redis_pid"
+    fi
+    if want storm; then
+        log "connect/disconnect storm"
+        storm=(--workers 32 --channels 10 --max-joins 50000 --duration "$STORM_SECONDS")
+        loadgen storm "${gw[@]}" "${storm[@]}"
+        loadgen storm "${peer[@]}" "${storm[@]}"
+        log "connect/disconnect storm against the peer with presence on"
+        loadgen storm "${gw[@]}" "${storm[@]}" --scenario "storm vs peer with presence"
+        loadgen storm "${peer_presence[@]}" "${storm[@]}" --scenario "storm vs peer with presence"
+    fi
+    if want connect-ramp; then
+        log "saturation: connects with rising concurrency until join p99 > 50 ms or joins fail"
+        connect_ramp=(--scenario "saturation: connects, peer with presence+history" --workers 4
+            --factor 2 --steps "$RAMP_STEPS" --channels 10 --max-joins 50000 --duration "$STORM_SECONDS")
+        loadgen saturate-storm "${gw[@]}" "${connect_ramp[@]}"
+        loadgen saturate-storm "${peer_history[@]}" "${connect_ramp[@]}"
+    fi
+    if want drain; then
+        log "SIGTERM drain under load (replica b of each)"
+        drain=(--scenario "SIGTERM drain" --clients 200 --channels 10 --rate 400
+            --duration "$DRAIN_SECONDS" --size "$PAYLOAD" --replica 1 --after 3)
+        loadgen drain "${gw[@]}" "${drain[@]}" --pid "$gw_b_pid"
+        loadgen drain "${peer[@]}" "${drain[@]}" --pid "$peer_b_pid"
+    fi
 fi
 
 # --- operator ---------------------------------------------------------------------------
