@@ -22,44 +22,7 @@ fail() {
 }
 
 started=$SECONDS
-image=$(rn_busybox_image "$(rn_dir)")
-rn_ctr images import "$(rn_dir)/busybox.tar" > /dev/null
-kubectl delete namespace "$ns" --ignore-not-found --wait=true > /dev/null
-kubectl create namespace "$ns" > /dev/null
-kubectl -n "$ns" apply -f - > /dev/null <<EOF
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      automountServiceAccountToken: false
-      containers:
-        - name: httpd
-          image: $image
-          imagePullPolicy: Never
-          # The pod's own name as the page, so answers show which pod served them.
-          command: ["/bin/sh", "-c", "echo \$POD_NAME > /tmp/index.html && exec httpd -f -p 8080 -h /tmp"]
-          env:
-            - name: POD_NAME
-              valueFrom: {fieldRef: {fieldPath: metadata.name}}
-          ports: [{containerPort: 8080}]
-          readinessProbe:
-            httpGet: {path: /index.html, port: 8080}
-            periodSeconds: 1
-          securityContext: {runAsUser: 65534, runAsNonRoot: true, allowPrivilegeEscalation: false}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{port: 80, targetPort: 8080}]
-EOF
-kubectl -n "$ns" rollout status deployment/web --timeout=120s > /dev/null || fail "the pods did not become Ready"
+rn_web_app "$ns" > /dev/null || fail "the pods did not become Ready"
 pods=$(kubectl -n "$ns" get pods -l app=web -o jsonpath='{.items[*].metadata.name}')
 for ip in $(kubectl -n "$ns" get pods -l app=web -o jsonpath='{.items[*].status.podIP}'); do
     rn_routes_local "$ip" || fail "pod IP $ip is not on the bridge"

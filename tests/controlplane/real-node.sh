@@ -13,6 +13,9 @@ RN_GATEWAY=10.244.0.1
 # The API server's --service-cluster-ip-range (up.sh), routed onto the bridge too.
 RN_SERVICE_CIDR=10.0.0.0/24
 RN_NODE=canvaschat-node
+# The label examples/production.yaml's nodeSelector names, set when the node registers (as
+# the kind workflow's node carries it): the suite itself never relabels nodes.
+RN_NODE_LABELS=workload=realtime
 RN_CGROUP_ROOT=/canvaschat
 # Debian's containernetworking-plugins.
 RN_CNI_BIN=/usr/lib/cni
@@ -362,6 +365,53 @@ rn_busybox_image() {
         --entrypoint '["/bin/sh"]' --env PATH=/bin "$root" > /dev/null
     rm -rf "$root"
     echo "canvaschat.local/busybox:$version"
+}
+
+# rn_web_app NAMESPACE -> (re)creates NAMESPACE with a Deployment "web" of two busybox httpd
+# pods (uid 65534, each serving its own name on :8080 with a readiness probe) and its
+# Service "web" (:80), waits until both pods are Ready and prints the image's name. The
+# test workload of real-node-check.sh and addons-check.sh.
+rn_web_app() {
+    local image
+    image=$(rn_busybox_image "$(rn_dir)")
+    rn_ctr images import "$(rn_dir)/busybox.tar" > /dev/null
+    kubectl delete namespace "$1" --ignore-not-found --wait=true > /dev/null
+    kubectl create namespace "$1" > /dev/null
+    kubectl -n "$1" apply -f - > /dev/null <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      automountServiceAccountToken: false
+      containers:
+        - name: httpd
+          image: $image
+          imagePullPolicy: Never
+          # The pod's own name as the page, so answers show which pod served them.
+          command: ["/bin/sh", "-c", "echo \$POD_NAME > /tmp/index.html && exec httpd -f -p 8080 -h /tmp"]
+          env:
+            - name: POD_NAME
+              valueFrom: {fieldRef: {fieldPath: metadata.name}}
+          ports: [{containerPort: 8080}]
+          readinessProbe:
+            httpGet: {path: /index.html, port: 8080}
+            periodSeconds: 1
+          securityContext: {runAsUser: 65534, runAsNonRoot: true, allowPrivilegeEscalation: false}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+EOF
+    kubectl -n "$1" rollout status deployment/web --timeout=120s > /dev/null || return 1
+    echo "$image"
 }
 
 # rn_clean: true when nothing of the node is left on the host (down.sh checks it before
