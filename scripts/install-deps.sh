@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suites need on a fresh Debian machine; a no-op for what is there.
 # Needs root (or sudo) for apt-get; everything else goes to $HOME/.cache/canvaschat.
-# --real-node also installs what `tests/controlplane/up.sh --real-node` runs (containerd,
-# runc, CNI plugins, iptables, conntrack, debootstrap, static busybox) and builds kubelet,
-# kube-proxy, CoreDNS and the pause image.
+# --real-node (the test command passes it) also installs what `tests/controlplane/up.sh
+# --real-node` runs (containerd, runc, CNI plugins, iptables, conntrack, debootstrap, static
+# busybox) and builds kubelet, kube-proxy, CoreDNS, the pause image, metrics-server, Traefik
+# and the Gateway API CRDs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 real_node=false
@@ -89,6 +90,6 @@ fi
 say "local Kubernetes control plane, kubectl, helm, actionlint and promtool (cached by version)"
 bash tests/controlplane/build.sh kubernetes kubectl etcd kwok helm actionlint promtool > /dev/null
 if $real_node; then
-    say "real node: kubelet, kube-proxy, CoreDNS and the pause image (cached by version)"
-    bash tests/controlplane/build.sh node coredns pause > /dev/null
+    say "real node: kubelet, kube-proxy, CoreDNS, the pause image, metrics-server, Traefik, Gateway API CRDs (cached by version)"
+    bash tests/controlplane/build.sh node coredns pause metrics-server traefik gateway-api > /dev/null
 fi

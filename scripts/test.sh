@@ -3,14 +3,14 @@
 # lint (Rust, shell scripts, workflows, Python, frontend), Rust unit and integration tests (real
 # redis-server), the frontend unit tests, the rendered-manifest schema checks, the chart's
 # dashboard and alerts against the binaries' live metrics, the browser end-to-end tests (real
-# Chromium, Redis and two gateways) and the operator end-to-end suite on a real local control
-# plane.
+# Chromium, Redis and two gateways), the operator end-to-end suite on a real local control
+# plane, and its real-node selection on that control plane with a real node.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/canvaschat/target}"
 export CARGO_TERM_COLOR=never
 
-bash scripts/install-deps.sh || { echo "installing dependencies failed"; exit 1; }
+bash scripts/install-deps.sh --real-node || { echo "installing dependencies failed"; exit 1; }
 # kubectl of the control plane's release and helm, first on PATH for every suite.
 tools=$(bash tests/controlplane/build.sh | tail -n 1) || { echo "building the test tools failed"; exit 1; }
 export PATH=$tools:$PATH
@@ -45,6 +45,10 @@ suite "frontend e2e (chromium)" bash -c 'cd frontend && npm run e2e --silent'
 suite "manifest schemas" bash tests/schema/run.sh
 suite "dashboard and alerts" bash tests/observability/run.sh
 suite "operator e2e (control plane)" bash tests/e2e/run.sh
+# The real-node selection on a control plane with a real kubelet, containerd and Traefik
+# (needs root; its own state directory and artifacts beside the kwok run's).
+suite "operator e2e (real node)" env CANVASCHAT_E2E_REAL_NODE=1 CANVASCHAT_CP_DIR=/tmp/canvaschat-e2e-real-node \
+  CANVASCHAT_E2E_ARTIFACTS="$PWD/tests/artifacts/e2e-real-node" bash tests/e2e/run.sh
 
 echo
 [ ${#failures[@]} -eq 0 ] || echo "failed suites: ${failures[*]}"

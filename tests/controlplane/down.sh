@@ -48,7 +48,7 @@ stop() {
 # The node first (while the API server still answers), then the API server's other
 # clients, then the API server (it drains while etcd still answers), then etcd.
 rn_down
-stop kwok kube-scheduler kube-controller-manager metrics-server
+stop kwok kube-scheduler kube-controller-manager metrics-server traefik
 stop kube-apiserver
 stop etcd
 

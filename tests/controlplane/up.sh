@@ -244,7 +244,8 @@ ready_containerd() { wait_for containerd 30 rn_ctr version; }
 
 args_kubelet() {
     args=(--config="$(rn_dir)/kubelet/config.yaml" --kubeconfig="$CP_STATE_DIR/kubelet.kubeconfig"
-        --hostname-override="$RN_NODE" --node-ip="$RN_GATEWAY" --root-dir="$(rn_dir)/kubelet/root")
+        --hostname-override="$RN_NODE" --node-ip="$RN_GATEWAY" --root-dir="$(rn_dir)/kubelet/root"
+        --node-labels="$RN_NODE_LABELS")
     rn_kubelet_config "${port[kubelet]}" "${port[kubelet-healthz]}"
 }
 ready_kubelet() { wait_for kubelet 60 curl -fs --max-time 2 "http://127.0.0.1:${port[kubelet-healthz]}/healthz"; }

@@ -29,6 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not os.environ.get("KUBECONFIG"):
         raise pytest.UsageError("KUBECONFIG must name the cluster to test (tests/e2e/run.sh starts one)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    config.addinivalue_line("markers", "real_node: needs a real node (run.sh with CANVASCHAT_E2E_REAL_NODE=1)")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -89,6 +90,12 @@ def with_test_images(obj: dict[str, Any]) -> dict[str, Any]:
         gateway = obj.setdefault("spec", {}).setdefault("gateway", {})
         gateway["image"] = image
         gateway["imagePullPolicy"] = os.environ.get("CANVASCHAT_E2E_GATEWAY_PULL_POLICY", "Never")
+    # A real node pulls nothing: its Redis image is the one run.sh imported.
+    redis_image = os.environ.get("CANVASCHAT_E2E_REDIS_IMAGE")
+    if redis_image and obj.get("kind") == "CanvasChat":
+        redis = obj.setdefault("spec", {}).setdefault("redis", {})
+        redis["image"] = redis_image
+        redis["imagePullPolicy"] = "Never"
     return obj
 
 

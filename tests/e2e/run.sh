@@ -11,9 +11,9 @@
 # image), CANVASCHAT_E2E_GATEWAY_IMAGE (gateway image for every CanvasChat the suite
 # creates), CANVASCHAT_OPERATOR_BIN / CANVASCHAT_GATEWAY_BIN (binaries to use instead of
 # the release builds), CANVASCHAT_E2E_SKIP_BUILD=1 (use already built release binaries).
-# CANVASCHAT_E2E_REAL_NODE=1 (in progress, needs root): the local control plane gets a real
-# node (up.sh --real-node), the images of scripts/build-images.sh are imported into it, and
-# only the real-node tests (test_real_node.py) run.
+# CANVASCHAT_E2E_REAL_NODE=1 (needs root): the local control plane gets a real node (up.sh
+# --real-node) with Traefik and metrics-server, the images of scripts/build-images.sh are
+# imported into it, and only the real-node tests (marker real_node) run.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -73,12 +73,24 @@ if [ "${CANVASCHAT_E2E_SKIP_BUILD:-0}" != 1 ] &&
 fi
 
 if $real_node; then
+    # The images carry the release binaries and frontend/dist, whatever binaries the
+    # caller gave for the host-process tests: build-images.sh builds both (cached).
     say "building the images and importing them into the real node"
-    mapfile -t images < <(CANVASCHAT_IMAGES_SKIP_BUILD=1 "$repo/scripts/build-images.sh" --import)
+    mapfile -t images < <("$repo/scripts/build-images.sh" --import)
     CANVASCHAT_E2E_GATEWAY_IMAGE=$(printf '%s\n' "${images[@]}" | grep -- '-gateway:')
     CANVASCHAT_E2E_REDIS_IMAGE=$(printf '%s\n' "${images[@]}" | grep -- '/redis:')
     export CANVASCHAT_E2E_GATEWAY_IMAGE CANVASCHAT_E2E_REDIS_IMAGE CANVASCHAT_E2E_REAL_NODE=1
-    set -- test_real_node.py "$@"
+    # Real containers, volumes and probes (sentinel mode's three Redis pods) take longer than kwok.
+    export CANVASCHAT_E2E_READY_TIMEOUT=${CANVASCHAT_E2E_READY_TIMEOUT:-300}
+    # The node's add-ons: Traefik (Ingress and Gateway API on 127.0.0.1) and metrics-server
+    # (the HPA's CPU figures); down.sh stops both.
+    say "starting Traefik and metrics-server on the real node"
+    "$repo/tests/controlplane/traefik.sh"
+    "$repo/tests/controlplane/metrics-server.sh"
+    # shellcheck source=/dev/null # written by traefik.sh
+    source "$CANVASCHAT_CP_DIR/traefik.env"
+    export CANVASCHAT_E2E_TRAEFIK_WEB=$TRAEFIK_WEB CANVASCHAT_E2E_TRAEFIK_GATEWAY=$TRAEFIK_GATEWAY
+    set -- -m real_node "$@"
 fi
 
 say "testing $(kubectl config current-context) with the operator as a $CANVASCHAT_E2E_OPERATOR"

@@ -8,47 +8,28 @@ checked with `ip route get` first: on the node's bridge or loopback, nowhere els
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 
-import pytest
 from chat_client import chat_between
 from conftest import canvaschat, wait_ready
-from kube import apply, get, list_objects
+from kube import apply, get
+from real_node import READY_TIMEOUT, gateway_pods, marks, routed_locally
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("CANVASCHAT_E2E_REAL_NODE") != "1", reason="needs a real node (CANVASCHAT_E2E_REAL_NODE=1)"
-)
-# The node's bridge (tests/controlplane/real-node.sh).
-LOCAL_DEVICES = ("ccbr0", "lo")
-
-
-def routed_locally(address: str) -> None:
-    route = subprocess.run(["ip", "-4", "route", "get", address], capture_output=True, text=True, check=True).stdout
-    words = route.split()
-    assert "dev" in words and words[words.index("dev") + 1] in LOCAL_DEVICES, f"{address} is routed off the node: {route}"
+pytestmark = marks
 
 
 def test_chat_between_two_gateway_pods(namespace: str) -> None:
-    redis_image = os.environ["CANVASCHAT_E2E_REDIS_IMAGE"]
-    spec = {"redis": {"image": redis_image, "imagePullPolicy": "Never"}, "gateway": {"imagePullPolicy": "Never"}}
-    apply(canvaschat("chat", spec), namespace)
-    # Real containers start in seconds, but the first Redis volume and probes take longer.
-    wait_ready(namespace, "chat", timeout=float(os.environ.get("CANVASCHAT_E2E_READY_TIMEOUT", "300")))
+    # canvaschat() points the gateway and Redis at the images run.sh imported.
+    apply(canvaschat("chat"), namespace)
+    wait_ready(namespace, "chat", timeout=READY_TIMEOUT)
 
-    pods = [
-        p
-        for p in list_objects("pods", namespace, "app.kubernetes.io/component=gateway")
-        if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
-    ]
+    pods = gateway_pods(namespace)
     assert len(pods) >= 2, f"ready gateway pods: {[p['metadata']['name'] for p in pods]}"
     for pod in pods:
         status = pod["status"]["containerStatuses"][0]
         assert status["containerID"].startswith("containerd://"), status
     port = next(c["containerPort"] for c in pods[0]["spec"]["containers"][0]["ports"] if c["name"] == "http")
     ips = [p["status"]["podIP"] for p in pods[:2]]
-    for ip in ips:
-        routed_locally(ip)
+    routed_locally(*ips)
     # alice on one pod, bob on the other: the message crosses pods through the real Redis.
     asyncio.run(asyncio.wait_for(chat_between(*(f"ws://{ip}:{port}" for ip in ips)), 60))
 
