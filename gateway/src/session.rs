@@ -50,6 +50,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time to write what is queued, then the close frame, when a socket is closed by a drain.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Frames written to a socket with one system call stop at about this many bytes (see
+/// `write_batch`).
+const WRITE_BATCH_BYTES: usize = 1024;
 /// Time for the close frame to go out before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -719,7 +722,7 @@ async fn write_frames(mut sink: Sink, outbox: &Outbox, closer: &Closer, last_see
         if closer.is_closed() {
             break true;
         }
-        let message = match outbox.pop() {
+        let first = match outbox.pop() {
             Some(frame) => Message::Text(frame),
             None => tokio::select! {
                 biased;
@@ -734,13 +737,13 @@ async fn write_frames(mut sink: Sink, outbox: &Outbox, closer: &Closer, last_see
                 }
             },
         };
-        // A client that stops reading blocks the send once the socket buffers are full;
+        // A client that stops reading blocks the write once the socket buffers are full;
         // racing it with the closer and a deadline closes such a client instead of pinning
         // the task.
         tokio::select! {
             biased;
             _ = closer.closed() => break true,
-            sent = tokio::time::timeout(WRITE_TIMEOUT, sink.send(message)) => match sent {
+            sent = tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut sink, first, outbox)) => match sent {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {
                     closer.close(close_code::GOING_AWAY, "send failed");
@@ -764,7 +767,10 @@ async fn write_frames(mut sink: Sink, outbox: &Outbox, closer: &Closer, last_see
         // lost on the way out.
         let _ = tokio::time::timeout_at(deadline, async {
             while let Some(frame) = outbox.pop() {
-                if sink.send(Message::Text(frame)).await.is_err() {
+                if write_batch(&mut sink, Message::Text(frame), outbox)
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -777,4 +783,23 @@ async fn write_frames(mut sink: Sink, outbox: &Outbox, closer: &Closer, last_see
         reason: Utf8Bytes::from_static(reason),
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+}
+
+/// Writes `first` and then, in the same write, the frames already waiting, up to about
+/// `WRITE_BATCH_BYTES`: one system call for a burst (a channel's coalesced presence
+/// announcements, a fan-out backlog) instead of one per frame. tungstenite keeps its write
+/// buffer's capacity for the connection's life, so the batch is bounded by bytes.
+async fn write_batch(sink: &mut Sink, first: Message, outbox: &Outbox) -> Result<(), axum::Error> {
+    let mut bytes = match &first {
+        Message::Text(text) => text.len(),
+        _ => 0,
+    };
+    sink.feed(first).await?;
+    while bytes < WRITE_BATCH_BYTES
+        && let Some(frame) = outbox.pop()
+    {
+        bytes += frame.len();
+        sink.feed(Message::Text(frame)).await?;
+    }
+    sink.flush().await
 }
