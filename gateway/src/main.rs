@@ -10,6 +10,14 @@ use canvaschat_gateway::{
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc rather than glibc's allocator: after a spike (10,000 connections closed) glibc
+/// keeps the pages, so the pod's memory stays at its peak, while jemalloc's background
+/// threads purge freed pages after its default decay (dirty pages 10 s, muzzy at once):
+/// 44 MiB 15 s after 10,000 connections closed instead of 107 MiB, for about 0.3 KiB more
+/// per open connection (bench/README.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
