@@ -207,6 +207,15 @@ EOF
         loadgen idle --target centrifugo --url "ws://127.0.0.1:$peer_a_port" \
             --watch "centrifugo-a=$peer_a_pid" --connections "$IDLE_CONNS" --channels 100 --hold 3
         sleep 2 # let both servers finish closing the idle sockets
+        # Every join is announced to the channel (up to 99 users here): Centrifugo's defaults
+        # announce nothing, its presence configuration pushes join/leave as the gateway does.
+        log "idle: $IDLE_CONNS connections on one replica, against the peer with presence"
+        loadgen idle --target gateway --url "ws://127.0.0.1:$gw_a_port" --watch "gateway-a=$gw_a_pid" \
+            --connections "$IDLE_CONNS" --channels 100 --hold 3 --scenario "idle connections vs peer with presence"
+        loadgen idle --target centrifugo --url "ws://127.0.0.1:$presence_a_port" \
+            --watch "centrifugo-a=$presence_a_pid" --connections "$IDLE_CONNS" --channels 100 --hold 3 \
+            --scenario "idle connections vs peer with presence"
+        sleep 2
     fi
     if want fanout; then
         log "fan-out 1 -> 100 in one channel, $FANOUT_RATE msg/s, two replicas"

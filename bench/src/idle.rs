@@ -13,6 +13,7 @@ use crate::stats::{Watched, sample};
 
 #[derive(Debug, Clone)]
 pub struct IdleSpec {
+    pub scenario: String,
     pub target: Target,
     pub url: String,
     pub connections: u32,
@@ -69,7 +70,7 @@ pub async fn run(spec: IdleSpec) -> std::result::Result<Result, Error> {
         Target::Gateway => "canvaschat",
         Target::Centrifugo => "centrifugo",
     };
-    let mut result = Result::new("idle connections", system)
+    let mut result = Result::new(&spec.scenario, system)
         .metric("connections open", open, Better::Higher)
         .metric(
             "KiB RSS per connection",

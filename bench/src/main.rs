@@ -170,6 +170,9 @@ struct LoadArgs {
 struct IdleArgs {
     #[command(flatten)]
     common: Common,
+    /// Scenario name in the table.
+    #[arg(long, default_value = "idle connections")]
+    scenario: String,
     #[arg(long, default_value_t = 10_000)]
     connections: u32,
     #[arg(long, default_value_t = 100)]
@@ -327,6 +330,7 @@ async fn execute(command: Command) -> Result<Vec<report::Result>, Error> {
                 Error::Usage("idle needs --watch NAME=PID of the server".to_owned())
             })?;
             idle::run(idle::IdleSpec {
+                scenario: args.scenario,
                 target: args.common.target,
                 url: args.common.urls[0].clone(),
                 connections: args.connections,
