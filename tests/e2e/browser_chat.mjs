@@ -1,11 +1,12 @@
 // Chromium chats through a route of the real node (test_real_node_routing.py):
 //   node browser_chat.mjs HOST TRAEFIK_ADDR POD_IP...
-// Debian's Chromium (playwright-core of frontend/) resolves HOST to TRAEFIK_ADDR
-// (--host-resolver-rules), opens http://HOST/ in two browser contexts (alice and bob, each
-// with its own storage) and joins one channel with the frontend's own page. Bob reloads
-// until the gateway pods' connection gauges (POD_IP:9090/metrics, checked as local by the
-// caller) say alice and bob are on different pods; then each writes on the canvas and sees
-// the other's message. Prints "chat passed between pods through HOST" on success.
+// Debian's Chromium ($CANVASCHAT_E2E_CHROMIUM names another), driven by playwright-core of
+// frontend/, resolves HOST to TRAEFIK_ADDR (--host-resolver-rules), opens http://HOST/ in two
+// browser contexts (alice and bob, each with its own storage) and joins one channel with the
+// frontend's own page. Bob reloads until the gateway pods' connection gauges
+// (POD_IP:9090/metrics, checked as local by the caller) say alice and bob are on different
+// pods; then each writes on the canvas and sees the other's message. Prints "chat passed
+// between pods through HOST" on success.
 
 import { createRequire } from 'node:module';
 import { joinAs, messageFrom, waitConnected, waitOnline, writeAt } from '../../frontend/e2e/page.mjs';
@@ -38,7 +39,7 @@ async function until(what, check, timeoutMs = 15_000) {
 }
 
 const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
+  executablePath: process.env.CANVASCHAT_E2E_CHROMIUM || '/usr/bin/chromium',
   headless: true,
   args: [
     '--no-sandbox',

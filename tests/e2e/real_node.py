@@ -26,8 +26,9 @@ marks = [
     pytest.mark.real_node,
     pytest.mark.skipif(not REAL_NODE, reason="needs a real node (CANVASCHAT_E2E_REAL_NODE=1)"),
 ]
-# The node's bridge (tests/controlplane/real-node.sh).
-LOCAL_DEVICES = ("ccbr0", "lo")
+# The node's bridge (tests/controlplane/real-node.sh) and loopback; elsewhere (kind) the
+# caller names the devices its cluster's addresses are routed to.
+LOCAL_DEVICES = tuple(os.environ.get("CANVASCHAT_E2E_LOCAL_DEVICES", "ccbr0,lo").split(","))
 # Real containers start in seconds, but the first Redis volume and probes take longer.
 READY_TIMEOUT = float(os.environ.get("CANVASCHAT_E2E_READY_TIMEOUT", "300"))
 METRICS_PORT = 9090

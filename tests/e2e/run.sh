@@ -13,7 +13,8 @@
 # the release builds), CANVASCHAT_E2E_SKIP_BUILD=1 (use already built release binaries).
 # CANVASCHAT_E2E_REAL_NODE=1 (needs root): the local control plane gets a real node (up.sh
 # --real-node) with Traefik and metrics-server, the images of scripts/build-images.sh are
-# imported into it, and only the real-node tests (marker real_node) run.
+# imported into it, and only the real-node tests (marker real_node) run. With KUBECONFIG
+# given, only the selection changes (the caller provides what tests/README.md lists).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -38,7 +39,9 @@ real_node=false
 [ "${CANVASCHAT_E2E_REAL_NODE:-0}" = 1 ] && real_node=true
 up_args=()
 $real_node && up_args=(--real-node)
+local_cp=false
 if [ -z "${KUBECONFIG:-}" ]; then
+    local_cp=true
     export CANVASCHAT_CP_DIR=${CANVASCHAT_CP_DIR:-/tmp/canvaschat-e2e-controlplane}
     # Quiet teardown so pytest's summary stays the last line; the log keeps the details.
     trap '"$repo/tests/controlplane/down.sh" >> "$CANVASCHAT_E2E_ARTIFACTS/controlplane-down.log" 2>&1' EXIT
@@ -72,16 +75,14 @@ if [ "${CANVASCHAT_E2E_SKIP_BUILD:-0}" != 1 ] &&
     (cd "$repo" && cargo build --release --quiet -p canvaschat-operator -p canvaschat-gateway)
 fi
 
-if $real_node; then
+if $real_node && $local_cp; then
     # The images carry the release binaries and frontend/dist, whatever binaries the
     # caller gave for the host-process tests: build-images.sh builds both (cached).
     say "building the images and importing them into the real node"
     mapfile -t images < <("$repo/scripts/build-images.sh" --import)
     CANVASCHAT_E2E_GATEWAY_IMAGE=$(printf '%s\n' "${images[@]}" | grep -- '-gateway:')
     CANVASCHAT_E2E_REDIS_IMAGE=$(printf '%s\n' "${images[@]}" | grep -- '/redis:')
-    export CANVASCHAT_E2E_GATEWAY_IMAGE CANVASCHAT_E2E_REDIS_IMAGE CANVASCHAT_E2E_REAL_NODE=1
-    # Real containers, volumes and probes (sentinel mode's three Redis pods) take longer than kwok.
-    export CANVASCHAT_E2E_READY_TIMEOUT=${CANVASCHAT_E2E_READY_TIMEOUT:-300}
+    export CANVASCHAT_E2E_GATEWAY_IMAGE CANVASCHAT_E2E_REDIS_IMAGE
     # The node's add-ons: Traefik (Ingress and Gateway API on 127.0.0.1) and metrics-server
     # (the HPA's CPU figures); down.sh stops both.
     say "starting Traefik and metrics-server on the real node"
@@ -90,6 +91,13 @@ if $real_node; then
     # shellcheck source=/dev/null # written by traefik.sh
     source "$CANVASCHAT_CP_DIR/traefik.env"
     export CANVASCHAT_E2E_TRAEFIK_WEB=$TRAEFIK_WEB CANVASCHAT_E2E_TRAEFIK_GATEWAY=$TRAEFIK_GATEWAY
+fi
+if $real_node; then
+    # On a cluster of the caller's (kind), the caller provides the images, Traefik and
+    # metrics-server and names them in the same variables (.github/workflows/e2e-kind.yml).
+    export CANVASCHAT_E2E_REAL_NODE=1
+    # Real containers, volumes and probes (sentinel mode's three Redis pods) take longer than kwok.
+    export CANVASCHAT_E2E_READY_TIMEOUT=${CANVASCHAT_E2E_READY_TIMEOUT:-300}
     set -- -m real_node "$@"
 fi
 
