@@ -18,7 +18,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -414,14 +414,20 @@ where
         return Ok(false);
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    // Only the object the decision was made on: the store may lag behind a newer one.
     let params = DeleteParams {
         propagation_policy: Some(propagation),
+        preconditions: Some(Preconditions {
+            uid: existing.uid(),
+            resource_version: None,
+        }),
         ..Default::default()
     };
     ctx.applied.forget::<K>(&ns, name);
     match api.delete(name, &params).await {
         Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        // 409: the precondition failed, another object has the name by now.
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
         Err(e) => Err(ApiFailure::new("delete", &K::kind(&()), name, &e)),
     }
 }
@@ -462,6 +468,40 @@ async fn delete_unwanted(
         ));
     }
     Ok(deleted)
+}
+
+/// Delete the chat's Services that cannot become what is desired in place (between headless
+/// and ClusterIP, e.g. `N-redis` of an earlier operator); the applies that follow create them
+/// anew. Returns a note per deletion.
+async fn delete_services_to_recreate(
+    ctx: &Context,
+    cc: &CanvasChat,
+    desired: &Desired,
+) -> Result<Vec<String>, ApiFailure> {
+    let ns = cc.namespace().unwrap_or_default();
+    let mut notes = Vec::new();
+    for service in desired.services() {
+        let name = service.name_any();
+        let Some(live) = get(&ctx.stores.services, &ns, &name) else {
+            continue;
+        };
+        if !resources::service_needs_recreation(service, &live) {
+            continue;
+        }
+        let background = PropagationPolicy::Background;
+        if delete_controlled(ctx, &ctx.stores.services, cc, &name, background).await? {
+            let wanted =
+                if service.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()) == Some("None") {
+                    "headless (clusterIP None)"
+                } else {
+                    "a ClusterIP Service"
+                };
+            notes.push(format!(
+                "recreating Service {name} as {wanted}: a Service's clusterIP cannot change in place"
+            ));
+        }
+    }
+    Ok(notes)
 }
 
 /// Field manager that keeps `spec.replicas` when autoscaling takes over from fixed replicas.
@@ -851,18 +891,23 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
     let desired = resources::build(&cc, &options)?;
 
     let mut failures = Vec::new();
-    match ctx
-        .metrics
-        .phase("delete", delete_unwanted(&ctx, &cc, &desired))
-        .await
-    {
-        Ok(notes) => {
-            for note in notes {
-                info!(%name, %ns, "{note}");
-                ctx.event(&cc, EventType::Normal, "Deleted", note).await;
+    let deletions = async {
+        (
+            delete_unwanted(&ctx, &cc, &desired).await,
+            delete_services_to_recreate(&ctx, &cc, &desired).await,
+        )
+    };
+    let (unwanted, recreated) = ctx.metrics.phase("delete", deletions).await;
+    for (reason, result) in [("Deleted", unwanted), ("RecreatingService", recreated)] {
+        match result {
+            Ok(notes) => {
+                for note in notes {
+                    info!(%name, %ns, "{note}");
+                    ctx.event(&cc, EventType::Normal, reason, note).await;
+                }
             }
+            Err(e) => failures.push(e),
         }
-        Err(e) => failures.push(e),
     }
     if desired.gateway_deployment.spec.replicas.is_none()
         && let Err(e) = hand_replicas_to_hpa(&ctx, &ns, &desired.gateway_deployment).await

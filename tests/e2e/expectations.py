@@ -302,17 +302,19 @@ def assert_children(chat: dict[str, Any]) -> dict[str, dict[str, Any]]:
     else:
         assert not claims, f"storage disabled but claims {claims}"
 
+    # Both Redis Services are headless (N-redis resolves to the ready Redis pod); the gateway's
+    # has a ClusterIP.
     headless = children[f"services/{name}-redis-headless"]
     assert headless["spec"].get("clusterIP") == "None"
-    for svc_name, port in ((f"{name}-redis", 6379), (f"{name}-gateway", None)):
-        svc = children[f"services/{svc_name}"]
-        assert svc["spec"].get("clusterIP") not in (None, "None"), f"{svc_name} should be a ClusterIP Service"
-        if port:
-            assert any(p["port"] == port for p in svc["spec"]["ports"]), f"{svc_name} ports {svc['spec']['ports']}"
-        else:
-            assert any(p.get("targetPort") in (8080, "http") for p in svc["spec"]["ports"]), (
-                f"{svc_name} ports {svc['spec']['ports']} do not reach the gateway's http port"
-            )
+    client = children[f"services/{name}-redis"]
+    assert client["spec"].get("clusterIP") == "None", f"{name}-redis should be headless: {client['spec']}"
+    assert not client["spec"].get("publishNotReadyAddresses"), f"{name}-redis should list ready pods only"
+    assert [p["port"] for p in client["spec"]["ports"]] == [6379], f"{name}-redis ports {client['spec']['ports']}"
+    gateway = children[f"services/{name}-gateway"]
+    assert gateway["spec"].get("clusterIP") not in (None, "None"), f"{name}-gateway should be a ClusterIP Service"
+    assert any(p.get("targetPort") in (8080, "http") for p in gateway["spec"]["ports"]), (
+        f"{name}-gateway ports {gateway['spec']['ports']} do not reach the gateway's http port"
+    )
 
     ingress_spec = spec["ingress"]
     if ingress_spec["enabled"]:

@@ -1,6 +1,7 @@
 """Production behaviour of the operator: names at the limit work, idle resyncs make no API request,
 stored objects carry no server-side defaults so operator upgrades reach existing chats,
-Secret rotation rolls the pods, and an immutable StatefulSet change is handled."""
+Secret rotation rolls the pods, an immutable StatefulSet change is handled, and the ClusterIP
+Service N-redis of earlier operators is recreated headless."""
 
 from __future__ import annotations
 
@@ -217,3 +218,46 @@ def test_statefulset_immutable_change_is_recreated_keeping_pods_and_claims(
     assert after == claims, f"volume claims changed: {claims} -> {after}"
     events = kubectl("get", "events", "-n", namespace, "--field-selector", "reason=RecreatingStatefulSet", "-o", "name")
     assert events.strip(), "no RecreatingStatefulSet event"
+
+
+def test_cluster_ip_redis_service_of_an_earlier_operator_is_recreated_headless(
+    namespace: str, ready_chat: Callable[..., Any]
+) -> None:
+    ready_chat("svc")
+    untouched = {n: get("services", n, namespace)["metadata"]["uid"] for n in ("svc-redis-headless", "svc-gateway")}
+    # What operators before the headless N-redis left: a ClusterIP Service of the same name,
+    # labels, owner and port. Paused, so the operator leaves the swap alone.
+    patch("canvaschats.canvaschat.io", "svc", namespace, {"spec": {"paused": True}})
+    eventually(lambda: condition(get_chat(namespace, "svc"), "Paused")["status"] == "True", timeout=30, what="Paused=True")
+    headless = get("services", "svc-redis", namespace)
+    assert headless is not None and headless["spec"]["clusterIP"] == "None", headless
+    meta = {k: headless["metadata"][k] for k in ("name", "labels", "ownerReferences")}
+    old = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {"type": "ClusterIP", "selector": headless["spec"]["selector"], "ports": headless["spec"]["ports"]},
+    }
+    kubectl("delete", "service", "svc-redis", "-n", namespace, "--wait=true")
+    created = json.loads(kubectl("create", "-n", namespace, "-o", "json", "-f", "-", input=json.dumps(old)))
+    assert created["spec"]["clusterIP"] not in (None, "None"), created["spec"]
+
+    patch("canvaschats.canvaschat.io", "svc", namespace, {"spec": {"paused": False}})
+
+    def recreated() -> dict[str, Any]:
+        svc = get("services", "svc-redis", namespace)
+        assert svc is not None, "svc-redis not recreated yet"
+        assert svc["metadata"]["uid"] != created["metadata"]["uid"], "svc-redis is still the ClusterIP Service"
+        return svc
+
+    svc = eventually(recreated, timeout=60, what="svc-redis recreated")
+    assert svc["spec"]["clusterIP"] == "None", svc["spec"]
+    assert [p["port"] for p in svc["spec"]["ports"]] == [6379], svc["spec"]["ports"]
+    wait_ready(namespace, "svc")
+    events = json.loads(
+        kubectl("get", "events", "-n", namespace, "--field-selector", "reason=RecreatingService", "-o", "json")
+    )["items"]
+    notes = [e["message"] for e in events]
+    assert len(notes) == 1 and "svc-redis" in notes[0] and "headless" in notes[0], notes
+    now = {n: get("services", n, namespace)["metadata"]["uid"] for n in untouched}
+    assert now == untouched, f"other Services were recreated too: {untouched} -> {now}"

@@ -323,7 +323,27 @@ pub fn desired_hash<K: Resource>(obj: &K) -> Option<&str> {
         .map(String::as_str)
 }
 
+/// Whether the live Service must be deleted and created again to become `desired`: its
+/// clusterIP cannot change in place, and a headless Service (clusterIP None) cannot get an
+/// address nor lose one (`N-redis` was a ClusterIP Service before it became headless).
+pub fn service_needs_recreation(desired: &Service, live: &Service) -> bool {
+    let headless =
+        |s: &Service| s.spec.as_ref().and_then(|spec| spec.cluster_ip.as_deref()) == Some("None");
+    headless(desired) != headless(live)
+}
+
 impl Desired {
+    /// Every Service of the chat.
+    pub fn services(&self) -> Vec<&Service> {
+        let mut services = vec![
+            &self.redis_headless_service,
+            &self.redis_service,
+            &self.gateway_service,
+        ];
+        services.extend(&self.redis_sentinel_service);
+        services
+    }
+
     fn stamp_hashes(&mut self) -> Result<(), serde_json::Error> {
         stamp(&mut self.config_map)?;
         stamp(&mut self.redis_headless_service)?;

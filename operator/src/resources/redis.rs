@@ -1,6 +1,6 @@
 //! Redis: StatefulSet `N-redis` (one pod, or in sentinel mode `replicas` pods each with a
 //! Sentinel, see `sentinel`; PVC template, AOF, `maxmemory` with `noeviction`), headless
-//! Service `N-redis-headless`, client Service `N-redis`, and NetworkPolicy `N-redis` that
+//! Services `N-redis-headless` (governing) and `N-redis` (clients), and NetworkPolicy `N-redis` that
 //! admits the chat's gateway pods (and, in sentinel mode, the Redis pods to each other).
 
 use std::collections::BTreeMap;
@@ -65,11 +65,15 @@ pub fn headless_service(cc: &CanvasChat, names: &Names) -> Service {
     }
 }
 
+/// `N-redis`, the name the gateways connect to: headless, so its DNS name resolves to the ready
+/// Redis pod itself. A ClusterIP would add nothing in front of one pod, and allocating one is
+/// serialised API-server-wide (an IPAddress object per Service), which slows creating chats.
+/// Unlike `N-redis-headless` it lists ready pods only.
 pub fn client_service(cc: &CanvasChat, names: &Names) -> Service {
     Service {
         metadata: child_meta(cc, names, names.redis(), Component::Redis),
         spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".to_owned()),
+            cluster_ip: Some("None".to_owned()),
             selector: Some(selector_labels(names, Component::Redis)),
             ports: Some(vec![redis_port()]),
             ..Default::default()

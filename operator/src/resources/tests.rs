@@ -461,8 +461,65 @@ fn redis_statefulset_defaults() {
 
     let headless = desired.redis_headless_service.spec.expect("spec");
     assert_eq!(headless.cluster_ip.as_deref(), Some("None"));
+    // The governing Service names pods before they are ready; the client one only ready pods.
+    assert_eq!(headless.publish_not_ready_addresses, Some(true));
     let client = desired.redis_service.spec.expect("spec");
-    assert_eq!(client.ports.expect("ports")[0].port, 6379);
+    assert_eq!(client.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(client.publish_not_ready_addresses, None);
+    assert_eq!(
+        client.selector.as_ref(),
+        headless.selector.as_ref(),
+        "both select the Redis pods"
+    );
+    let ports = client.ports.expect("ports");
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0].port, 6379);
+    assert_eq!(
+        ports[0].target_port,
+        Some(IntOrString::String("redis".into()))
+    );
+}
+
+fn service_with_cluster_ip(cluster_ip: Option<&str>) -> Service {
+    Service {
+        spec: Some(k8s_openapi::api::core::v1::ServiceSpec {
+            cluster_ip: cluster_ip.map(str::to_owned),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn only_a_change_between_headless_and_cluster_ip_recreates_a_service() {
+    let desired = build(&minimal(), &opts()).expect("builds");
+    // N-redis of an earlier operator: a ClusterIP Service.
+    let old_redis = service_with_cluster_ip(Some("10.0.0.12"));
+    assert!(service_needs_recreation(&desired.redis_service, &old_redis));
+    let live_headless = service_with_cluster_ip(Some("None"));
+    assert!(!service_needs_recreation(
+        &desired.redis_service,
+        &live_headless
+    ));
+    assert!(!service_needs_recreation(
+        &desired.redis_headless_service,
+        &live_headless
+    ));
+    // The gateway Service keeps its address; the API server's allocation is not a change.
+    assert!(!service_needs_recreation(
+        &desired.gateway_service,
+        &old_redis
+    ));
+    assert!(service_needs_recreation(
+        &desired.gateway_service,
+        &live_headless
+    ));
+    let names: Vec<_> = desired
+        .services()
+        .iter()
+        .filter_map(|s| s.metadata.name.clone())
+        .collect();
+    assert_eq!(names, ["demo-redis-headless", "demo-redis", "demo-gateway"]);
 }
 
 #[test]
