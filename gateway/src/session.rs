@@ -52,7 +52,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Frames written to a socket with one system call stop at about this many bytes (see
 /// `write_batch`).
-const WRITE_BATCH_BYTES: usize = 1024;
+const WRITE_BATCH_BYTES: usize = 512;
 /// Time for the close frame to go out before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
