@@ -9,7 +9,7 @@
 #   export KUBECONFIG=<state dir>/admin.kubeconfig
 # Stop everything with down.sh (same CANVASCHAT_CP_DIR).
 #
-# --real-node (in progress, needs root): instead of kwok's fake node, a real one named
+# --real-node (needs root): instead of kwok's fake node, a real one named
 # canvaschat-node: containerd, kubelet and kube-proxy running real containers on a bridge
 # of their own (real-node.sh; tests/README.md, "Real node").
 set -euo pipefail
