@@ -213,6 +213,11 @@ args_kube_controller_manager() {
         --enable-hostpath-provisioner=true
         --kube-api-qps=200 --kube-api-burst=400
         --profiling=false)
+    # 1.37's PVC protection controller writes the Unused condition on a new claim and races
+    # the PV binder's first update (409); the binder retries only at its 15 s resync, so
+    # every Redis pod waited up to 15 s to schedule. Fixed upstream by
+    # kubernetes/kubernetes#140833 (after 1.37.2); until then the beta gate is off here.
+    args+=(--feature-gates=PersistentVolumeClaimUnusedSinceTime=false)
 }
 ready_kube_controller_manager() {
     wait_for kube-controller-manager 60 curl -fsk --max-time 2 "https://127.0.0.1:${port[kube-controller-manager]}/healthz"
