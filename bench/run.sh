@@ -298,7 +298,7 @@ if $run_operator; then
     eval "$(tail -n 1 <<< "$cp_env")"
     OPERATOR=$BIN/canvaschat-operator
     "$OPERATOR" crd | kubectl apply -f - > /dev/null
-    kubectl wait --for condition=established --timeout=60s crd/canvaschats.canvaschat.io > /dev/null
+    "$ROOT/tests/controlplane/wait-established.sh" canvaschats.canvaschat.io > /dev/null
     # A free port can be taken by someone else before the operator binds it: retry on a new one.
     for attempt in 1 2 3; do
         read -r op_port < <(free_ports 1)

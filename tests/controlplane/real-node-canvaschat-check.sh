@@ -37,7 +37,7 @@ redis_image=$(printf '%s\n' "${images[@]}" | grep '/redis:')
 ok "images built and imported in $((SECONDS - started)) s: ${images[*]}"
 
 kubectl apply --server-side -f "$repo/charts/canvaschat-operator/crds/" > /dev/null
-kubectl wait --for=condition=Established crd/canvaschats.canvaschat.io --timeout=60s > /dev/null
+"$CP_SRC_DIR/wait-established.sh" canvaschats.canvaschat.io > /dev/null
 kubectl delete namespace "$ns" --ignore-not-found --wait=true > /dev/null
 kubectl create namespace "$ns" > /dev/null
 

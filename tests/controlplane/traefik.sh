@@ -24,8 +24,8 @@ export PATH=$bin_dir:$PATH
 if ! kubectl get crd httproutes.gateway.networking.k8s.io > /dev/null 2>&1; then
     kubectl apply --server-side -f "$(readlink -f "$(dirname "$bin_dir")/crds/gateway-api")" > /dev/null
 fi
-kubectl wait --for=condition=Established --timeout=60s crd/gateways.gateway.networking.k8s.io \
-    crd/httproutes.gateway.networking.k8s.io crd/gatewayclasses.gateway.networking.k8s.io > /dev/null
+"$CP_SRC_DIR/wait-established.sh" gateways.gateway.networking.k8s.io \
+    httproutes.gateway.networking.k8s.io gatewayclasses.gateway.networking.k8s.io > /dev/null
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 web=$(free_port)

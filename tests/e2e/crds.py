@@ -35,7 +35,7 @@ def install_crds(component: str, crd: str) -> bool:
     installed = not served(crd)
     if installed:
         kubectl("apply", "--server-side", "-f", str(crds_dir(component)), timeout=120)
-    kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    subprocess.run([str(REPO / "tests/controlplane/wait-established.sh"), crd], check=True, timeout=90)
     return installed
 
 

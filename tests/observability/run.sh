@@ -85,7 +85,7 @@ eval "$cp_env"
 PATH=$("$repo/tests/controlplane/build.sh" | tail -n 1):$PATH
 "$operator" crd | kubectl apply -f - > /dev/null
 # The operator refuses to start while the API server does not serve the CRD yet.
-kubectl wait --for=condition=Established --timeout=60s crd/canvaschats.canvaschat.io > /dev/null
+"$repo/tests/controlplane/wait-established.sh" canvaschats.canvaschat.io > /dev/null
 # The operator binds the port it is given; one taken in the meantime gets it restarted on
 # another (three tries).
 for attempt in 1 2 3; do
@@ -138,8 +138,8 @@ monitoring_objects() {
     crds=$(dirname "$tools")/crds/prometheus-operator
     kubectl apply --server-side -f "$crds/monitoring.coreos.com_prometheusrules.yaml" \
         -f "$crds/monitoring.coreos.com_servicemonitors.yaml" &&
-        kubectl wait --for=condition=Established --timeout=60s \
-            crd/prometheusrules.monitoring.coreos.com crd/servicemonitors.monitoring.coreos.com &&
+        "$repo/tests/controlplane/wait-established.sh" \
+            prometheusrules.monitoring.coreos.com servicemonitors.monitoring.coreos.com &&
         kubectl create namespace canvaschat-system --dry-run=client -o yaml | kubectl apply -f - &&
         "$tools/helm" template canvaschat "$repo/charts/canvaschat-operator" --namespace canvaschat-system \
             --set dashboards.enabled=true --set prometheusRule.enabled=true --set serviceMonitor.enabled=true \
