@@ -12,8 +12,9 @@
 # Dockerfiles' base is distroless cc-debian12 (glibc and libgcc of bookworm); this base is
 # larger (minbase has a shell and coreutils) but the same Debian release.
 #
-# Usage: scripts/build-images.sh [--import]
+# Usage: scripts/build-images.sh [--import | --bases]
 #   --import  also imports them into the containerd of the real node in $CANVASCHAT_CP_DIR
+#   --bases   only makes the cached base root filesystems (needs no binaries)
 # Builds the release binaries and frontend/dist first unless CANVASCHAT_IMAGES_SKIP_BUILD=1.
 # Writes the archives to $CARGO_TARGET_DIR/images/ and prints one image name per line.
 set -euo pipefail
@@ -21,8 +22,13 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 cp_src=$repo/tests/controlplane
 
-import=false
-[ "${1:-}" = --import ] && import=true
+import=false bases_only=false
+case ${1:-} in
+--import) import=true ;;
+--bases) bases_only=true ;;
+"") ;;
+*) echo "usage: $0 [--import | --bases]" >&2; exit 2 ;;
+esac
 target=${CARGO_TARGET_DIR:-$repo/target}
 out=$target/images
 cache=${CANVASCHAT_IMAGE_CACHE:-$HOME/.cache/canvaschat/images}
@@ -40,15 +46,17 @@ say() { echo "build-images: $* ($(date -u +%H:%M:%S))" >&2; }
 [ "$(id -u)" = 0 ] || { echo "build-images: needs root (debootstrap, file ownership)" >&2; exit 1; }
 command -v debootstrap > /dev/null || { echo "build-images: debootstrap is missing (scripts/install-deps.sh --real-node)" >&2; exit 1; }
 
-if [ "${CANVASCHAT_IMAGES_SKIP_BUILD:-}" != 1 ]; then
+if [ "${CANVASCHAT_IMAGES_SKIP_BUILD:-}" != 1 ] && ! $bases_only; then
     say "release binaries"
     cargo build --release --locked -p canvaschat-gateway -p canvaschat-operator >&2
     say "frontend/dist"
     (cd frontend && npm run build --silent) >&2
 fi
-for f in "$target/release/canvaschat-gateway" "$target/release/canvaschat-operator" frontend/dist/index.html; do
-    [ -e "$f" ] || { echo "build-images: $f is missing" >&2; exit 1; }
-done
+if ! $bases_only; then
+    for f in "$target/release/canvaschat-gateway" "$target/release/canvaschat-operator" frontend/dist/index.html; do
+        [ -e "$f" ] || { echo "build-images: $f is missing" >&2; exit 1; }
+    done
+fi
 
 # base NAME [PACKAGE...] -> a cached minbase root filesystem with PACKAGE... installed. Keyed
 # by the suite and packages (a new key is a new debootstrap; old ones are dropped after two
@@ -94,6 +102,10 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 minbase=$(base minbase)
 redis_base=$(base redis redis-server)
+if $bases_only; then
+    say "bases: $minbase $redis_base"
+    exit 0
+fi
 base_env=(--env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
 
 names=()

@@ -4,11 +4,24 @@
 # --real-node (the test command passes it) also installs what `tests/controlplane/up.sh
 # --real-node` runs (containerd, runc, CNI plugins, iptables, conntrack, debootstrap, static
 # busybox) and builds kubelet, kube-proxy, CoreDNS, the pause image, metrics-server, Traefik
-# and the Gateway API CRDs.
+# and the image bases (scripts/build-images.sh --bases).
+# --real-node-packages installs what --real-node installs but builds none of the real node's
+# components; --real-node-builds only builds them. The test command runs the two apart, the
+# builds behind the suites that do not need them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-real_node=false
-[ "${1:-}" = --real-node ] && real_node=true
+real_node=false real_node_builds=false
+case ${1:-} in
+--real-node) real_node=true real_node_builds=true ;;
+--real-node-packages) real_node=true ;;
+--real-node-builds)
+    bash tests/controlplane/build.sh node coredns pause metrics-server traefik > /dev/null
+    bash scripts/build-images.sh --bases
+    exit 0
+    ;;
+"") ;;
+*) echo "usage: $0 [--real-node | --real-node-packages | --real-node-builds]" >&2; exit 2 ;;
+esac
 
 say() { printf '\n== %s\n' "$*"; }
 
@@ -87,9 +100,9 @@ else
     echo "up to date"
 fi
 
-say "local Kubernetes control plane, kubectl, helm, actionlint and promtool (cached by version)"
-bash tests/controlplane/build.sh kubernetes kubectl etcd kwok helm actionlint promtool > /dev/null
-if $real_node; then
-    say "real node: kubelet, kube-proxy, CoreDNS, the pause image, metrics-server, Traefik, Gateway API CRDs (cached by version)"
-    bash tests/controlplane/build.sh node coredns pause metrics-server traefik gateway-api > /dev/null
+say "local Kubernetes control plane, kubectl, helm, actionlint, promtool, Gateway API and Prometheus Operator CRDs (cached by version)"
+bash tests/controlplane/build.sh kubernetes kubectl etcd kwok helm actionlint promtool gateway-api prometheus-operator > /dev/null
+if $real_node_builds; then
+    say "real node: kubelet, kube-proxy, CoreDNS, the pause image, metrics-server, Traefik, image bases (cached by version)"
+    bash "$0" --real-node-builds
 fi

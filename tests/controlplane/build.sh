@@ -15,9 +15,10 @@
 #   gateway-api, prometheus-operator   their CRDs (no binaries), in crds/<component>/ next to
 #               the printed bin directory
 # Usage: build.sh [COMPONENT...] (default: kubernetes kubectl etcd kwok helm). A no-op for
-# components already cached. Builds are serialised by a lock, so parallel callers wait for
-# one build instead of racing; callers whose components are cached never wait. Prints, on its last line, a bin directory holding every
-# requested binary (put it first on PATH).
+# components already cached. Each component's build holds its own lock, so parallel callers
+# wait for one build of it instead of racing; callers whose components are cached never wait.
+# Prints, on its last line, a bin directory holding every requested binary (put it first on
+# PATH).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -118,19 +119,20 @@ for name in "${components[@]}"; do
     dirs+=("$dir")
     if [ -f "$dir/complete" ]; then touch "$dir"; else missing+=("$name"); fi
 done
-if [ ${#missing[@]} -gt 0 ]; then
-    exec {lock}> "$CP_CACHE_ROOT/.build.lock"
+for name in "${missing[@]}"; do
+    # One lock per component: a caller waits only for another build of the same component,
+    # never for a background build of others (scripts/test.sh builds the real node's
+    # components behind the first suites).
+    exec {lock}> "$CP_CACHE_ROOT/.build-$name.lock"
     if ! flock -n "$lock"; then
-        step "waiting for another build to finish (lock $CP_CACHE_ROOT/.build.lock)"
+        step "waiting for another build of $name to finish (lock $CP_CACHE_ROOT/.build-$name.lock)"
         flock "$lock"
     fi
-    for name in "${missing[@]}"; do
-        hint=""
-        case $name in kubernetes | node) hint="a cold build takes 10-25 minutes" ;; esac
-        build "$name" "$hint"
-    done
+    hint=""
+    case $name in kubernetes | node) hint="a cold build takes 10-25 minutes" ;; esac
+    build "$name" "$hint"
     exec {lock}>&-
-fi
+done
 
 # One bin directory per set of component versions, of links to the cached binaries, made
 # aside and renamed into place so a concurrent caller never sees half of it.
