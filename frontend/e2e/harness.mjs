@@ -187,7 +187,8 @@ export async function startGateway(name, { redisUrl, logDir, env = {} }) {
   return gateway;
 }
 
-const CHROMIUM_ARGS = [
+/** Chromium's flags for every browser test here (also the real-node routing test's). */
+export const CHROMIUM_ARGS = [
   '--headless',
   '--no-sandbox',
   '--disable-gpu',

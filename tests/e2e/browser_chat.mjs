@@ -9,6 +9,7 @@
 // between pods through HOST" on success.
 
 import { createRequire } from 'node:module';
+import { CHROMIUM_ARGS, waitFor } from '../../frontend/e2e/harness.mjs';
 import { joinAs, messageFrom, waitConnected, waitOnline, writeAt } from '../../frontend/e2e/page.mjs';
 
 const [host, traefik, ...podIps] = process.argv.slice(2);
@@ -29,28 +30,10 @@ async function connectionsPerPod() {
   return counts;
 }
 
-async function until(what, check, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 const browser = await chromium.launch({
   executablePath: process.env.CANVASCHAT_E2E_CHROMIUM || '/usr/bin/chromium',
   headless: true,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    `--host-resolver-rules=MAP ${host} ${traefik}, EXCLUDE localhost`,
-  ],
+  args: [...CHROMIUM_ARGS, `--host-resolver-rules=MAP ${host} ${traefik}, EXCLUDE localhost`],
 });
 try {
   const origin = `http://${host}`;
@@ -58,7 +41,7 @@ try {
   const alice = await (await browser.newContext()).newPage();
   const bob = await (await browser.newContext()).newPage();
   await joinAs(alice, origin, 'alice', channel);
-  await until('alice connected on one pod', async () => (await connectionsPerPod()).reduce((a, b) => a + b) === 1);
+  await waitFor('alice connected on one pod', async () => (await connectionsPerPod()).reduce((a, b) => a + b) === 1);
   let counts = [];
   for (let attempt = 1; ; attempt++) {
     if (attempt === 1) await joinAs(bob, origin, 'bob', channel);
@@ -66,7 +49,7 @@ try {
       await bob.reload();
       await waitConnected(bob);
     }
-    await until('two connections', async () => (counts = await connectionsPerPod()).reduce((a, b) => a + b) === 2);
+    await waitFor('two connections', async () => (counts = await connectionsPerPod()).reduce((a, b) => a + b) === 2);
     if (counts.every((c) => c <= 1)) break;
     if (attempt === 10) throw new Error(`bob landed on alice's pod 10 times (connections per pod ${counts})`);
   }

@@ -67,18 +67,22 @@ class User:
     def payloads(self) -> set[str]:
         return {c["payload"] for c in self.chats.values() if c["user_id"] != self.uid}
 
+    async def step(self) -> None:
+        """Takes the next frame if one comes within 0.5 s; rejoins if the connection closed."""
+        try:
+            frame = await recv(self.ws, 0.5)
+        except TimeoutError:
+            return
+        except websockets.ConnectionClosed:
+            await self.connect()
+            return
+        if frame["type"] == "chat":
+            self.seen(frame)
+
     async def read(self, stop: asyncio.Event) -> None:
         """bob: reads until stopped, rejoining whenever the connection closes."""
         while not stop.is_set():
-            try:
-                frame = await recv(self.ws, 0.5)
-            except TimeoutError:
-                continue
-            except websockets.ConnectionClosed:
-                await self.connect()
-                continue
-            if frame["type"] == "chat":
-                self.seen(frame)
+            await self.step()
 
 
 @dataclass
@@ -157,15 +161,7 @@ async def conversation_through(
     # The last acks' deliveries are on their way.
     deadline = time.monotonic() + 10
     while not acked <= bob.payloads() and time.monotonic() < deadline:
-        try:
-            frame = await recv(bob.ws, 0.5)
-        except TimeoutError:
-            continue
-        except websockets.ConnectionClosed:
-            await bob.connect()
-            continue
-        if frame["type"] == "chat":
-            bob.seen(frame)
+        await bob.step()
     lost = sorted(acked - bob.payloads(), key=lambda p: int(p[1:]))
     for user in (alice, bob):
         await user.ws.close()
