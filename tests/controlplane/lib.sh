@@ -82,9 +82,9 @@ component() {
         C_LDFLAGS+=" -X github.com/rhysd/actionlint.version=$C_VERSION"
         C_PROBE=("$C_VERSION" --version)
         ;;
-    coredns) # the cluster DNS of a real node
+    coredns) # the cluster DNS of a real node, with the plugins its Corefile uses (main.go)
         C_VERSION=$(module_version coredns github.com/coredns/coredns)
-        C_PKGS=(github.com/coredns/coredns)
+        C_PKGS=(canvaschat.io/tests/controlplane/coredns) C_OUT=coredns
         ;;
     metrics-server) # the resource metrics API (kubectl top, the HPA) of a real node
         C_VERSION=$(module_version metrics-server sigs.k8s.io/metrics-server)
@@ -133,6 +133,7 @@ component_dir() {
     local key
     key=$({
         cat "$CP_SRC_DIR/$C_DIR/go.mod" "$CP_SRC_DIR/$C_DIR/go.sum"
+        cat "$CP_SRC_DIR/$C_DIR"/*.go 2> /dev/null || true
         printf '%s\n' "${C_PKGS[@]}" "$C_OUT" "$C_TAGS" "$C_LDFLAGS" "${C_CRDS[@]}"
         if [ "$1" = kwok ]; then declare -f kwok_stages; fi
         if [ "$1" = pause ]; then
