@@ -142,6 +142,22 @@ start() { # COMPONENT ARGS... : run detached, log to logs/COMPONENT.log, pid to 
     done
 }
 
+# how_it_ended COMPONENT: sets `ended` to its exit status (or signal) when it has ended, else
+# to what its pid runs now, so a component that exits without a line in its log says how.
+# Not in a $(...) subshell: only this shell can wait for the process it started.
+how_it_ended() {
+    local pid status=0 cmdline
+    pid=$(cat "$CP_STATE_DIR/pids/$1")
+    # Empty for a zombie, unreadable once reaped; then `wait` returns at once.
+    cmdline=$({ tr '\0' ' ' < "/proc/$pid/cmdline"; } 2> /dev/null || true)
+    if [ -n "$cmdline" ]; then
+        ended="pid $pid still runs: $cmdline"
+        return
+    fi
+    wait "$pid" 2> /dev/null || status=$?
+    if [ "$status" -gt 128 ]; then ended="pid $pid killed by signal $((status - 128))"; else ended="pid $pid exit status $status"; fi
+}
+
 # wait_for COMPONENT SECONDS COMMAND... : retry COMMAND every 0.2 s until it succeeds,
 # giving up early when COMPONENT's process has exited. Returns 2 when it exited because a
 # port was taken.
@@ -151,7 +167,8 @@ wait_for() {
     until "$@" > /dev/null 2>&1; do
         if ! is_running "$component"; then
             grep -q 'address already in use' "$CP_STATE_DIR/logs/$component.log" && return 2
-            fail "$component exited: $(tail -n 20 "$CP_STATE_DIR/logs/$component.log")"
+            how_it_ended "$component"
+            fail "$component exited ($ended): $(tail -n 20 "$CP_STATE_DIR/logs/$component.log")"
         fi
         [ $SECONDS -lt $deadline ] || fail "timed out waiting for $component: $*"
         sleep 0.2
