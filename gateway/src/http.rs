@@ -287,7 +287,12 @@ async fn chat_upgrade(
         .read_buffer_size(READ_BUFFER_BYTES.min(limit))
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| session.run(socket))
+        // The session runs in a task of its own: axum's upgrade task would keep the socket
+        // it handed over (about 370 bytes) for the connection's life.
+        .on_upgrade(move |socket| {
+            tokio::spawn(session.run(socket));
+            std::future::ready(())
+        })
 }
 
 /// `since` and `epoch` name where a reconnecting client stopped; both or neither. A client

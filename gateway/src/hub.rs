@@ -28,8 +28,7 @@ use std::{
 };
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
 use crate::{
@@ -58,9 +57,12 @@ pub mod close_code {
 const SUBSCRIPTION_STRIPES: usize = 64;
 
 /// Asks a connection to close with a code; the first reason given wins.
+///
+/// A `Notify` rather than a `CancellationToken`: a token is a separate allocation of about
+/// 110 bytes (its tree node) for every open connection, and a closer has no children.
 #[derive(Debug, Default)]
 pub struct Closer {
-    token: CancellationToken,
+    notify: Notify,
     reason: OnceLock<(u16, &'static str)>,
     flush: AtomicBool,
 }
@@ -68,7 +70,7 @@ pub struct Closer {
 impl Closer {
     pub fn close(&self, code: u16, reason: &'static str) {
         let _ = self.reason.set((code, reason));
-        self.token.cancel();
+        self.notify.notify_waiters();
     }
 
     /// Closes after the frames already queued are written (within the writer's deadline).
@@ -82,7 +84,13 @@ impl Closer {
     }
 
     pub async fn closed(&self) -> (u16, &'static str) {
-        self.token.cancelled().await;
+        // A `Notified` receives `notify_waiters` from its creation on, so a close between
+        // the check and the wait is not missed.
+        let notified = self.notify.notified();
+        if let Some(reason) = self.reason.get() {
+            return *reason;
+        }
+        notified.await;
         self.reason
             .get()
             .copied()
@@ -90,7 +98,7 @@ impl Closer {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.token.is_cancelled()
+        self.reason.get().is_some()
     }
 }
 

@@ -136,7 +136,8 @@ impl Connect {
             };
             return Box::pin(refuse(sink, refusal)).await;
         }
-        let session = Session {
+        // Built in place rather than bound to a local first: see `Session::run`.
+        Session {
             node,
             access,
             user,
@@ -145,8 +146,9 @@ impl Connect {
             expires_at,
             permit,
             _ip_slot: ip_slot,
-        };
-        session.run(sink, stream).await;
+        }
+        .run(sink, stream)
+        .await;
     }
 }
 
@@ -278,68 +280,79 @@ impl Session {
         node.metrics.connections_total.inc();
         node.metrics.connections_active.inc();
         let registration = node.hub.register(&self.channel, &self.user);
-        let member = Member {
-            user: self.user.clone(),
-            connection: registration.id.to_string(),
-        };
         let own = OwnQueue {
             outbox: &registration.outbox,
             closer: &registration.closer,
         };
         // `user_sync` and `history` are queued before the gate opens to broadcasts, and the
         // outbox writes a connection's own frames first: they are the first frames out.
-        let greeted = Box::pin(self.greet(&member, &registration, &own)).await;
+        let greeted = Box::pin(self.greet(&registration, &own)).await;
         let last_seen = LastSeen::new();
-        let session = async {
-            match greeted {
-                Err(reason) => {
-                    tracing::warn!(
-                        user = self.user,
-                        channel = self.channel,
-                        reason,
-                        "could not join"
-                    );
-                    registration
-                        .closer
-                        .close(close_code::TRY_AGAIN_LATER, "presence unavailable");
+        // Both futures are written inside `join!`: a future first bound to a local keeps
+        // that local's space in this task even after `join!` moves it (rustc keeps a
+        // moved-from local's storage until its scope ends), which doubled the task's size.
+        tokio::join!(
+            async {
+                match greeted {
+                    Err(reason) => {
+                        tracing::warn!(
+                            user = self.user,
+                            channel = self.channel,
+                            reason,
+                            "could not join"
+                        );
+                        registration
+                            .closer
+                            .close(close_code::TRY_AGAIN_LATER, "presence unavailable");
+                    }
+                    Ok(()) => {
+                        tracing::debug!(user = self.user, channel = self.channel, conn = %registration.id, "joined");
+                        Reader {
+                            session: &self,
+                            id: registration.id,
+                            own: &own,
+                            last_seen: &last_seen,
+                            binary_frames: 0,
+                            invalid_frames: self.access.invalid_frame_budget(),
+                            expires: self.expires_at.map(deadline_at),
+                            cursor: None,
+                            cursor_next: tokio::time::Instant::now(),
+                        }
+                        .run(stream, &registration.closer)
+                        .await;
+                    }
                 }
-                Ok(()) => {
-                    tracing::debug!(user = self.user, channel = self.channel, conn = %registration.id, "joined");
-                    let reader = Reader {
-                        session: &self,
-                        id: registration.id,
-                        own: &own,
-                        last_seen: &last_seen,
-                        binary_frames: 0,
-                        invalid_frames: self.access.invalid_frame_budget(),
-                        expires: self.expires_at.map(deadline_at),
-                        cursor: None,
-                        cursor_next: tokio::time::Instant::now(),
-                    };
-                    reader.run(stream, &registration.closer).await;
-                }
-            }
-            Box::pin(self.leave(&member, &registration)).await;
-            registration.closer.close(close_code::GOING_AWAY, "closing");
-        };
-        let writer = write_frames(sink, &registration.outbox, &registration.closer, &last_seen);
-        tokio::join!(session, writer);
+                Box::pin(self.leave(&registration)).await;
+                registration.closer.close(close_code::GOING_AWAY, "closing");
+            },
+            write_frames(sink, &registration.outbox, &registration.closer, &last_seen),
+        );
         node.metrics.connections_active.dec();
         tracing::debug!(user = self.user, channel = self.channel, "left");
         drop(self.permit);
     }
 
+    /// The connection as presence knows it; built for the join and the leave only, so an
+    /// open connection keeps no copy of its names.
+    fn member(&self, id: ConnectionId) -> Member {
+        Member {
+            user: self.user.clone(),
+            connection: id.to_string(),
+        }
+    }
+
     /// Leaves the hub and the presence (announcing `user_left` when it was the user's last
     /// connection) and unsubscribes when it was the channel's last local connection.
-    async fn leave(&self, member: &Member, registration: &Registration) {
+    async fn leave(&self, registration: &Registration) {
         let node = &self.node;
+        let member = self.member(registration.id);
         node.hub.unregister(&self.channel, registration.id);
         {
             // Under the presence lock: a heartbeat in flight either finished before (and
             // this leave removes what it refreshed) or sees `Left` and skips the connection.
             let mut state = registration.presence.lock().await;
             *state = PresenceState::Left;
-            if let Err(error) = node.presence.leave(&self.channel, member).await {
+            if let Err(error) = node.presence.leave(&self.channel, &member).await {
                 node.metrics.redis_error(RedisOp::Presence);
                 tracing::warn!(user = self.user, %error, "presence leave failed; it will expire");
             }
@@ -359,11 +372,11 @@ impl Session {
     /// and `history`, then opens the connection's gate to live frames.
     async fn greet(
         &self,
-        member: &Member,
         registration: &Registration,
         own: &OwnQueue<'_>,
     ) -> Result<(), &'static str> {
         let node = &self.node;
+        let member = self.member(registration.id);
         if let Err(error) = node
             .hub
             .sync_subscription(&*node.broker, &self.channel)
@@ -377,7 +390,7 @@ impl Session {
             let mut state = registration.presence.lock().await;
             let joined = node
                 .broker
-                .join(&self.channel, member, self.since.as_ref())
+                .join(&self.channel, &member, self.since.as_ref())
                 .await
                 .map_err(|error| {
                     node.metrics.redis_error(RedisOp::Presence);
@@ -477,21 +490,25 @@ impl Reader<'_> {
     async fn run(mut self, mut stream: Stream, closer: &Closer) {
         let node = self.session.node.clone();
         loop {
-            let expiry = self.expires.unwrap_or_else(far_future);
+            // One timer for the token's expiry and the pending cursor position, whichever
+            // comes first: an idle reader keeps one `Sleep`, not one per deadline.
+            let cursor_due = self.cursor.is_some().then_some(self.cursor_next);
+            let timer = self.expires.into_iter().chain(cursor_due).min();
             let next = tokio::select! {
                 _ = closer.closed() => return,
-                _ = tokio::time::sleep_until(expiry), if self.expires.is_some() => {
-                    self.session.node.metrics.reject(RejectReason::Unauthorized);
-                    self.own.send(&ServerFrame::error(
-                        ErrorCode::Unauthorized,
-                        "the token expired; send a fresh {\"type\":\"auth\",\"token\":...} before exp",
-                        None,
-                    ));
-                    closer.close_after_flush(CLOSE_UNAUTHORIZED, "token expired");
-                    return;
-                }
-                _ = tokio::time::sleep_until(self.cursor_next), if self.cursor.is_some() => {
-                    self.forward_cursor().await;
+                _ = tokio::time::sleep_until(timer.unwrap_or_else(far_future)), if timer.is_some() => {
+                    if self.expires.is_some_and(|expiry| expiry <= tokio::time::Instant::now()) {
+                        self.session.node.metrics.reject(RejectReason::Unauthorized);
+                        self.own.send(&ServerFrame::error(
+                            ErrorCode::Unauthorized,
+                            "the token expired; send a fresh {\"type\":\"auth\",\"token\":...} before exp",
+                            None,
+                        ));
+                        closer.close_after_flush(CLOSE_UNAUTHORIZED, "token expired");
+                        return;
+                    }
+                    // Boxed like `on_text`: publishing is not idle state.
+                    Box::pin(self.forward_cursor()).await;
                     continue;
                 }
                 next = stream.next() => next,
@@ -499,7 +516,10 @@ impl Reader<'_> {
             self.last_seen.touch();
             match next {
                 None | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(Message::Text(text))) => self.on_text(text.as_str(), closer).await,
+                // Boxed: an idle reader keeps no room for a message's publish.
+                Some(Ok(Message::Text(text))) => {
+                    Box::pin(self.on_text(text.as_str(), closer)).await;
+                }
                 Some(Ok(Message::Binary(_))) => {
                     node.metrics.reject(RejectReason::Binary);
                     self.binary_frames += 1;
@@ -760,6 +780,13 @@ async fn write_frames(mut sink: Sink, outbox: &Outbox, closer: &Closer, last_see
         outbox.close();
         return;
     }
+    // Boxed: the goodbye's timers and writes run once, and an idle writer need not keep
+    // room for them.
+    Box::pin(say_goodbye(sink, outbox, closer)).await;
+}
+
+/// Writes what is queued when a drain asked for it, then the close frame.
+async fn say_goodbye(mut sink: Sink, outbox: &Outbox, closer: &Closer) {
     let (code, reason) = closer.closed().await;
     let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
     if closer.flush_first() {
