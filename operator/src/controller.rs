@@ -16,6 +16,7 @@ use futures::future::{BoxFuture, join_all};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
@@ -38,7 +39,8 @@ use crate::stores::{self, Stores, controlled_by, get};
 /// Longest wait between retries of a failing CanvasChat.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);
-/// Failure counters kept for backoff; reset wholesale beyond this (only delays shrink).
+/// Failure counters kept for backoff, and statuses remembered; each map is reset wholesale
+/// beyond this (only delays shrink, or a status is written once more).
 const MAX_TRACKED_FAILURES: usize = 4096;
 /// Old gateway ConfigMaps kept besides the current one: the Deployment's
 /// revisionHistoryLimit, so every ReplicaSet `rollout undo` can return to finds its config.
@@ -208,6 +210,60 @@ pub struct Context {
     pub optional: Optional,
     applied: Applied,
     failures: Mutex<HashMap<String, u32>>,
+    statuses: WrittenStatuses,
+}
+
+/// The status this process last wrote for each chat, and the chat's resourceVersion it was
+/// computed from. While the chat store still shows that version it has not seen the write:
+/// a reconcile then starts from this status, so it neither writes the same status again nor
+/// repeats the events of the transition (chats created together are reconciled again by
+/// their children's events before the store shows the status write).
+#[derive(Default)]
+pub struct WrittenStatuses {
+    written: Mutex<HashMap<String, (Option<String>, CanvasChatStatus)>>,
+}
+
+impl WrittenStatuses {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (Option<String>, CanvasChatStatus)>> {
+        // Entries are independent; a panic elsewhere cannot leave one half-written.
+        self.written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `cc` with the status this process last wrote for it, while the store has not shown
+    /// that write yet; otherwise `cc` as the store has it.
+    pub fn latest(&self, cc: Arc<CanvasChat>) -> Arc<CanvasChat> {
+        let key = key(&cc);
+        let mut written = self.lock();
+        match written.get(&key) {
+            Some((based_on, status)) if *based_on == cc.metadata.resource_version => {
+                let mut latest = (*cc).clone();
+                latest.status = Some(status.clone());
+                Arc::new(latest)
+            }
+            Some(_) => {
+                written.remove(&key);
+                cc
+            }
+            None => cc,
+        }
+    }
+
+    /// Remember that `status` was written for `cc` (as this reconcile saw it).
+    pub fn wrote(&self, cc: &CanvasChat, status: &CanvasChatStatus) {
+        let mut written = self.lock();
+        if written.len() >= MAX_TRACKED_FAILURES {
+            // Costs at most one repeated status write per chat.
+            written.clear();
+        }
+        written.insert(
+            key(cc),
+            (cc.metadata.resource_version.clone(), status.clone()),
+        );
+    }
 }
 
 impl Context {
@@ -232,6 +288,7 @@ impl Context {
             optional,
             applied: Applied::default(),
             failures: Mutex::new(HashMap::new()),
+            statuses: WrittenStatuses::default(),
         }
     }
 
@@ -507,20 +564,34 @@ async fn delete_services_to_recreate(
 /// Field manager that keeps `spec.replicas` when autoscaling takes over from fixed replicas.
 const HANDOVER_MANAGER: &str = "canvaschat-operator-handover";
 
-/// When autoscaling is switched on, the operator stops applying `replicas`. If it owned the
-/// field until now, server-side apply would remove it and the Deployment would drop to 1 pod
-/// until the HPA reacts. Handing the current value to a separate manager first keeps the
-/// pod count; the HPA then takes the field over when it scales.
-async fn hand_replicas_to_hpa(
-    ctx: &Context,
-    ns: &str,
+/// How the gateway Deployment's `spec.replicas` is written. Pure, so it is unit tested.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replicas {
+    /// As built: fixed replicas, or left out while an HPA already scales a live Deployment.
+    AsDesired,
+    /// Create the Deployment at the HPA's minimum, so the HPA has nothing to scale at first
+    /// (starting at 1 cost a scale write, a ReplicaSet update and a second pod wave per chat).
+    StartAt(i32),
+    /// Before applying without the field, hand the operator's ownership of `replicas` (this
+    /// count) to [`HANDOVER_MANAGER`]: server-side apply would otherwise remove the field and
+    /// the Deployment would drop to one pod until the HPA scales it again.
+    HandOver(i32),
+}
+
+pub fn replicas_plan(
     desired: &Deployment,
-) -> Result<(), ApiFailure> {
-    let name = desired.metadata.name.clone().unwrap_or_default();
-    let Some(existing) = get(&ctx.stores.deployments, ns, &name) else {
-        return Ok(());
+    hpa: Option<&HorizontalPodAutoscaler>,
+    live: Option<&Deployment>,
+) -> Replicas {
+    if desired.spec.replicas.is_some() {
+        return Replicas::AsDesired;
+    }
+    let Some(live) = live else {
+        return hpa
+            .and_then(|h| h.spec.min_replicas)
+            .map_or(Replicas::AsDesired, Replicas::StartAt);
     };
-    let owned_by_us = existing.managed_fields().iter().any(|entry| {
+    let owned_by_us = live.managed_fields().iter().any(|entry| {
         entry.manager.as_deref() == Some(FIELD_MANAGER)
             && entry.subresource.is_none()
             && entry
@@ -530,24 +601,63 @@ async fn hand_replicas_to_hpa(
                 .and_then(|spec| spec.get("f:replicas"))
                 .is_some()
     });
-    let Some(replicas) = existing.spec.replicas.filter(|_| owned_by_us) else {
-        return Ok(());
-    };
-    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-    let patch = serde_json::json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"replicas": replicas},
-    });
-    api.patch(
-        &name,
-        &PatchParams::apply(HANDOVER_MANAGER).force(),
-        &Patch::Apply(&patch),
+    match live.spec.replicas {
+        Some(replicas) if owned_by_us => Replicas::HandOver(replicas),
+        _ => Replicas::AsDesired,
+    }
+}
+
+/// Apply the gateway Deployment unless it is up to date, writing `replicas` per
+/// [`replicas_plan`]. The operator owns `replicas` from the creation at the HPA minimum until
+/// the HPA first scales (an update through the scale subresource takes the field over) or
+/// the next apply of the Deployment, which hands it over first.
+async fn apply_gateway_deployment(
+    ctx: &Context,
+    ns: &str,
+    desired: &Desired,
+) -> Result<usize, ApiFailure> {
+    let want = &desired.gateway_deployment;
+    let name = want.name_any();
+    let live = get(&ctx.stores.deployments, ns, &name);
+    if ctx.applied.up_to_date(ns, want, live.as_deref()) {
+        return Ok(0);
+    }
+    let mut first = None;
+    match replicas_plan(want, desired.hpa.as_ref(), live.as_deref()) {
+        Replicas::AsDesired => {}
+        Replicas::StartAt(min) => {
+            let mut start = want.clone();
+            start.spec.replicas = Some(min);
+            first = Some(start);
+        }
+        Replicas::HandOver(replicas) => {
+            let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+            let patch = serde_json::json!({
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"replicas": replicas},
+            });
+            api.patch(
+                &name,
+                &PatchParams::apply(HANDOVER_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(|e| ApiFailure::new("apply", "Deployment", &name, &e))?;
+        }
+    }
+    // The desired-hash annotation is the one built without `replicas`, so a Deployment created
+    // at the HPA minimum is up to date for the next reconcile.
+    let applied = apply(
+        &ctx.client,
+        &ctx.applied,
+        ns,
+        first.as_ref().unwrap_or(want),
+        live.as_deref(),
     )
-    .await
-    .map(|_| ())
-    .map_err(|e| ApiFailure::new("apply", "Deployment", &name, &e))
+    .await?;
+    Ok(usize::from(applied))
 }
 
 /// Applies to run, each resolving to how many objects it wrote.
@@ -596,13 +706,7 @@ async fn apply_all(ctx: &Context, ns: &str, desired: &Desired) -> (usize, Vec<Ap
         &s.config_maps,
         &desired.config_map,
     );
-    push(
-        &mut gateway_chain,
-        ctx,
-        ns,
-        &s.deployments,
-        &desired.gateway_deployment,
-    );
+    gateway_chain.push(apply_gateway_deployment(ctx, ns, desired).boxed());
     if let Some(hpa) = &desired.hpa {
         push(&mut gateway_chain, ctx, ns, &s.hpas, hpa);
     }
@@ -758,6 +862,7 @@ async fn write_status(
     )
     .await
     .map_err(|source| Error::Status { name, source })?;
+    ctx.statuses.wrote(cc, status);
     Ok(true)
 }
 
@@ -845,6 +950,7 @@ fn first_reason(failures: &[ApiFailure]) -> String {
 
 pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started();
+    let cc = ctx.statuses.latest(cc);
     let name = cc.name_any();
     let ns = cc
         .namespace()
@@ -908,11 +1014,6 @@ pub async fn reconcile(cc: Arc<CanvasChat>, ctx: Arc<Context>) -> Result<Action,
             }
             Err(e) => failures.push(e),
         }
-    }
-    if desired.gateway_deployment.spec.replicas.is_none()
-        && let Err(e) = hand_replicas_to_hpa(&ctx, &ns, &desired.gateway_deployment).await
-    {
-        failures.push(e);
     }
     let (applied, apply_failures) = ctx
         .metrics
@@ -1114,7 +1215,9 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+        FieldsV1, ManagedFieldsEntry, OwnerReference, Time,
+    };
 
     use super::*;
 
@@ -1175,6 +1278,75 @@ mod tests {
         // Current 7; the five newest old ones (6..=2) stay.
         assert_eq!(stale, ["demo-config-1", "demo-config-0"]);
         assert!(stale_config_maps(&chat(), "demo-config-7", &maps[..5]).is_empty());
+    }
+
+    fn deployment(replicas: Option<i32>, replicas_manager: Option<&str>) -> Deployment {
+        let mut d = Deployment::default();
+        d.spec.replicas = replicas;
+        d.metadata.managed_fields = replicas_manager.map(|manager| {
+            vec![ManagedFieldsEntry {
+                manager: Some(manager.to_owned()),
+                operation: Some("Apply".to_owned()),
+                fields_v1: Some(FieldsV1(serde_json::json!({"f:spec": {"f:replicas": {}}}))),
+                ..Default::default()
+            }]
+        });
+        d
+    }
+
+    #[test]
+    fn deployment_starts_at_the_hpa_minimum_and_hands_replicas_over_later() {
+        let mut hpa = HorizontalPodAutoscaler::default();
+        hpa.spec.min_replicas = Some(3);
+        let autoscaled = deployment(None, None);
+        // Created at the minimum, so the HPA has nothing to scale at first.
+        assert_eq!(
+            replicas_plan(&autoscaled, Some(&hpa), None),
+            Replicas::StartAt(3)
+        );
+        // Applied again while the operator still owns the count: hand it over first.
+        let created = deployment(Some(3), Some(FIELD_MANAGER));
+        assert_eq!(
+            replicas_plan(&autoscaled, Some(&hpa), Some(&created)),
+            Replicas::HandOver(3)
+        );
+        // The HPA scaled it (and took the field over), or the handover happened already.
+        let scaled = deployment(Some(5), Some("kube-controller-manager"));
+        assert_eq!(
+            replicas_plan(&autoscaled, Some(&hpa), Some(&scaled)),
+            Replicas::AsDesired
+        );
+        // Fixed replicas are applied as they are.
+        let fixed = deployment(Some(2), None);
+        assert_eq!(
+            replicas_plan(&fixed, None, Some(&created)),
+            Replicas::AsDesired
+        );
+        assert_eq!(replicas_plan(&fixed, None, None), Replicas::AsDesired);
+    }
+
+    #[test]
+    fn a_written_status_counts_until_the_store_shows_a_newer_chat() {
+        let statuses = WrittenStatuses::default();
+        let mut stored = chat();
+        stored.metadata.resource_version = Some("10".into());
+        let stored = Arc::new(stored);
+        let written = CanvasChatStatus {
+            observed_generation: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(statuses.latest(stored.clone()).status, None);
+        statuses.wrote(&stored, &written);
+        // The store has not seen the write: start from what was written.
+        assert_eq!(
+            statuses.latest(stored.clone()).status.as_ref(),
+            Some(&written)
+        );
+        // The store moved on (this write, or anyone's): it is the truth again.
+        let mut newer = (*stored).clone();
+        newer.metadata.resource_version = Some("11".into());
+        assert_eq!(statuses.latest(Arc::new(newer)).status, None);
+        assert_eq!(statuses.latest(stored).status, None);
     }
 
     #[test]
