@@ -313,41 +313,17 @@ if $run_operator; then
     done
     wait_http operator "$op_pid" "http://127.0.0.1:$op_port/readyz"
 
-    chats() { # NAMESPACE COUNT -> COUNT minimal CanvasChats as a YAML stream
-        for i in $(seq "$2"); do
-            printf 'apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata:\n  name: chat-%s\n  namespace: %s\nspec: {}\n---\n' "$i" "$1"
-        done
-    }
     # What a CanvasChat with the defaults yields, as the operator itself renders it offline.
-    chats x 1 | "$OPERATOR" render -f - > "$work/rendered.yaml"
+    printf 'apiVersion: canvaschat.io/v1alpha1\nkind: CanvasChat\nmetadata:\n  name: x\n  namespace: x\nspec: {}\n' |
+        "$OPERATOR" render -f - > "$work/rendered.yaml"
     per_chat=$(grep -c '^kind:' "$work/rendered.yaml")
     child_kinds=$(awk '/^kind:/ { print tolower($2) }' "$work/rendered.yaml" | sort -u | paste -sd, -)
-    children() { # NAMESPACE -> objects the operator has created there
-        kubectl get "$child_kinds" -n "$1" -l app.kubernetes.io/managed-by=canvaschat-operator \
-            -o name 2> /dev/null | wc -l
-    }
-    # NAMESPACE COUNT -> "SECONDS POLLS": from kubectl apply to all children seen, and how many
-    # listings that took (each listing is one kubectl run: the figure's resolution).
-    apply_and_time() {
-        local ns=$1 count=$2 start deadline polls=0
-        kubectl create namespace "$ns" > /dev/null
-        chats "$ns" "$count" > "$work/$ns.yaml"
-        start=$(date +%s.%N)
-        deadline=$((SECONDS + 240))
-        kubectl apply -f "$work/$ns.yaml" > /dev/null
-        until polls=$((polls + 1)) && [ "$(children "$ns")" -ge $((count * per_chat)) ]; do
-            [ $SECONDS -lt $deadline ] ||
-                { log "operator: $ns has $(children "$ns") of $((count * per_chat)) children after 240 s"; exit 1; }
-            sleep 0.2
-        done
-        python3 -c "import sys, time; print(f'{time.time() - float(sys.argv[1]):.2f}', sys.argv[2])" "$start" "$polls"
-    }
-    log "operator: 1 CanvasChat"
-    timing=$(apply_and_time bench-one 1)
-    read -r one_s one_polls <<< "$timing"
-    log "operator: $OPERATOR_MANY CanvasChats"
-    timing=$(apply_and_time bench-many "$OPERATOR_MANY")
-    read -r many_s many_polls <<< "$timing"
+    # Convergence with a watch, as tests/e2e/test_convergence.py measures it (same code): one
+    # chat created -> Ready, then $OPERATOR_MANY created at once -> all applied, all Ready.
+    log "operator: 1 CanvasChat, then $OPERATOR_MANY at once (tests/e2e/convergence.py)"
+    kubectl create namespace bench-convergence > /dev/null
+    python3 "$ROOT/tests/e2e/convergence.py" --namespace bench-convergence --chats "$OPERATOR_MANY" \
+        > "$work/convergence.json" || { log "operator: the convergence measurement failed"; exit 1; }
 
     # Idle resync: let the first reconciles settle, then watch one resync period (plus margin)
     # with nothing changed by anyone: count the operator's server-side-apply requests (only it
@@ -379,23 +355,25 @@ EOF
     applies_after=$(apply_requests) reconciles_after=$(reconciles)
     changed=$(comm -13 "$work/stamps-before" "$work/stamps-after" | wc -l)
     rss_kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$op_pid/status")
-    total_chats=$((1 + OPERATOR_MANY))
-    python3 - "$results" <<EOF
+    total_chats=$((2 + OPERATOR_MANY)) # and the paused marker chat
+    python3 - "$results" "$work/convergence.json" <<EOF
 import json, sys
+convergence = json.load(open(sys.argv[2]))
 reconciles = $reconciles_after - $reconciles_before
 applies = $applies_after - $applies_before
 line = {
     "scenario": "operator", "system": "operator",
     "metrics": [
-        {"name": "apply -> all $per_chat children, 1 CanvasChat (s)", "value": $one_s, "better": "lower"},
-        {"name": "apply -> all children, $OPERATOR_MANY CanvasChats (s)", "value": $many_s, "better": "lower"},
+        {"name": "create -> Ready, 1 CanvasChat (s)", "value": convergence["one_chat_ready_seconds"], "better": "lower"},
+        {"name": "create -> all applied, $OPERATOR_MANY CanvasChats (s)", "value": convergence["all_applied_seconds"], "better": "lower"},
+        {"name": "create -> all Ready, $OPERATOR_MANY CanvasChats (s)", "value": convergence["all_ready_seconds"], "better": "lower"},
         {"name": "objects changed in an idle resync", "value": $changed, "better": "lower"},
         {"name": "SSA requests per CanvasChat per idle resync", "value": applies / max(reconciles, 1), "better": "lower"},
         {"name": "operator RSS MiB with $total_chats CanvasChats", "value": $rss_kib / 1024, "better": "lower"},
     ],
     "details": {"resync_seconds": $RESYNC, "reconciles_in_window": reconciles, "apply_requests_in_window": applies,
                 "objects_watched": sum(1 for _ in open("$work/stamps-after")), "children_per_chat": $per_chat,
-                "listings_until_complete": {"one": $one_polls, "many": $many_polls}},
+                "convergence": convergence},
 }
 with open(sys.argv[1], "a") as f:
     f.write(json.dumps(line) + "\n")
