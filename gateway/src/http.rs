@@ -24,7 +24,7 @@ use crate::{
     metrics::RejectReason,
     node::Node,
     protocol::{DEFAULT_CHANNEL, timestamp, validate_name},
-    session::{Claim, Connect},
+    session::Connect,
 };
 
 /// Read buffer of each WebSocket, which is also the most read from the socket at once.
@@ -271,13 +271,11 @@ async fn chat_upgrade(
     let session = Box::new(Connect {
         node: app.clone(),
         access: access.clone(),
-        claim: if jwt {
-            Claim::Token
-        } else {
-            Claim::Uid(user.to_owned())
-        },
+        // In JWT mode the token names the user, in the first frame.
+        user: if jwt { String::new() } else { user.to_owned() },
         channel: channel.to_owned(),
         since,
+        expires_at: None,
         permit,
         ip_slot,
     });

@@ -56,23 +56,23 @@ const WRITE_BATCH_BYTES: usize = 512;
 /// Time for the close frame to go out before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Who an upgraded connection claims to be.
-pub enum Claim {
-    /// Anonymous mode: the `uid` query parameter.
-    Uid(String),
-    /// JWT mode: the `sub` of the token in the first frame.
-    Token,
-}
-
-/// An upgraded connection before it has joined: authenticates it (JWT mode), applies the
-/// join rate, then runs the session.
+/// An upgraded connection: authenticates it (JWT mode), applies the join rate, then runs
+/// the session. Boxed for the connection's life, and its session works on it in place: a
+/// session holding copies of these fields kept both copies in its task (rustc keeps a
+/// moved-from local's room in a future until its scope ends).
 pub struct Connect {
     pub node: Arc<Node>,
     pub access: Arc<Access>,
-    pub claim: Claim,
+    /// Anonymous mode: the `uid` query parameter. JWT mode: empty until the token in the
+    /// first frame names the user.
+    pub user: String,
     pub channel: String,
+    /// Where the client stopped, when it reconnects with `since` and `epoch`.
     pub since: Option<Since>,
+    /// JWT mode: when the token expires (unix seconds).
+    pub expires_at: Option<u64>,
     pub permit: OwnedSemaphorePermit,
+    /// Held for the connection's life: counts it against its client IP.
     pub ip_slot: IpSlot,
 }
 
@@ -88,41 +88,31 @@ impl Connect {
         self.serve(sink, stream)
     }
 
-    async fn serve(self: Box<Self>, sink: Sink, mut stream: Stream) {
-        // Moved out of the box (which is freed): only the session keeps them from here on.
-        let Connect {
-            node,
-            access,
-            claim,
-            channel,
-            since,
-            permit,
-            ip_slot,
-        } = *self;
-        let (user, expires_at) = match (&access.authenticator, claim) {
-            (Some(auth), _) => {
-                // Boxed, like the other steps that run once: an open connection's task
-                // keeps only the state of the steps it is still in.
-                let verified = Box::pin(handshake(
-                    auth,
-                    &mut stream,
-                    &channel,
-                    node.config.auth_timeout(),
-                ))
-                .await;
-                match verified {
-                    Ok(identity) => (identity.user, Some(identity.expires_at)),
-                    Err(Some(refusal)) => {
-                        node.metrics.reject(refusal.metric());
-                        return Box::pin(refuse(sink, refusal)).await;
-                    }
-                    Err(None) => return,
+    async fn serve(mut self: Box<Self>, sink: Sink, mut stream: Stream) {
+        if let Some(auth) = &self.access.authenticator {
+            // Boxed, like the other steps that run once: an open connection's task keeps
+            // only the state of the steps it is still in.
+            let verified = Box::pin(handshake(
+                auth,
+                &mut stream,
+                &self.channel,
+                self.node.config.auth_timeout(),
+            ))
+            .await;
+            match verified {
+                Ok(identity) => {
+                    self.user = identity.user;
+                    self.expires_at = Some(identity.expires_at);
                 }
+                Err(Some(refusal)) => {
+                    self.node.metrics.reject(refusal.metric());
+                    return Box::pin(refuse(sink, refusal)).await;
+                }
+                Err(None) => return,
             }
-            (None, Claim::Uid(uid)) => (uid, None),
-            (None, Claim::Token) => return,
-        };
-        if !access.allow_join(&user) {
+        }
+        let (node, user) = (&self.node, &self.user);
+        if !self.access.allow_join(user) {
             tracing::info!(user, "join rate exceeded");
             node.metrics.reject(RejectReason::JoinRate);
             let refusal = Refusal {
@@ -136,19 +126,7 @@ impl Connect {
             };
             return Box::pin(refuse(sink, refusal)).await;
         }
-        // Built in place rather than bound to a local first: see `Session::run`.
-        Session {
-            node,
-            access,
-            user,
-            channel,
-            since,
-            expires_at,
-            permit,
-            _ip_slot: ip_slot,
-        }
-        .run(sink, stream)
-        .await;
+        self.session(sink, stream).await;
     }
 }
 
@@ -260,22 +238,9 @@ fn deadline_at(unix_seconds: u64) -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(ahead)
 }
 
-struct Session {
-    node: Arc<Node>,
-    access: Arc<Access>,
-    user: String,
-    channel: String,
-    /// Where the client stopped, when it reconnects with `since` and `epoch`.
-    since: Option<Since>,
-    /// JWT mode: when the token expires (unix seconds).
-    expires_at: Option<u64>,
-    permit: OwnedSemaphorePermit,
-    /// Held for the connection's life: counts it against its client IP.
-    _ip_slot: IpSlot,
-}
-
-impl Session {
-    async fn run(self, sink: Sink, stream: Stream) {
+impl Connect {
+    /// The joined connection, from presence join to leave.
+    async fn session(&self, sink: Sink, stream: Stream) {
         let node = self.node.clone();
         node.metrics.connections_total.inc();
         node.metrics.connections_active.inc();
@@ -308,7 +273,7 @@ impl Session {
                     Ok(()) => {
                         tracing::debug!(user = self.user, channel = self.channel, conn = %registration.id, "joined");
                         Reader {
-                            session: &self,
+                            session: self,
                             id: registration.id,
                             own: &own,
                             last_seen: &last_seen,
@@ -329,7 +294,6 @@ impl Session {
         );
         node.metrics.connections_active.dec();
         tracing::debug!(user = self.user, channel = self.channel, "left");
-        drop(self.permit);
     }
 
     /// The connection as presence knows it; built for the join and the leave only, so an
@@ -472,7 +436,7 @@ impl LastSeen {
 }
 
 struct Reader<'a> {
-    session: &'a Session,
+    session: &'a Connect,
     id: ConnectionId,
     own: &'a OwnQueue<'a>,
     last_seen: &'a LastSeen,
