@@ -655,6 +655,27 @@ fn below_floor(floor: &Option<(String, u64)>, offset: Option<u64>, epoch: Option
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_closer_wakes_every_waiter_with_the_first_reason() {
+        let closer = Closer::default();
+        let mut reader = std::pin::pin!(closer.closed());
+        let mut writer = std::pin::pin!(closer.closed());
+        assert!(futures::poll!(reader.as_mut()).is_pending());
+        assert!(futures::poll!(writer.as_mut()).is_pending());
+        closer.close(close_code::POLICY_VIOLATION, "first");
+        let wait = std::time::Duration::from_secs(5);
+        for waiter in [reader, writer] {
+            let reason = tokio::time::timeout(wait, waiter).await;
+            assert_eq!(reason.ok(), Some((close_code::POLICY_VIOLATION, "first")));
+        }
+        // A later close keeps the first reason, and a wait that starts after the close ends
+        // at once.
+        closer.close(close_code::GOING_AWAY, "second");
+        let reason = tokio::time::timeout(wait, closer.closed()).await;
+        assert_eq!(reason.ok(), Some((close_code::POLICY_VIOLATION, "first")));
+        assert!(closer.is_closed());
+    }
+
     fn hub(queue: usize) -> Hub {
         Hub::new(Uuid::new_v4(), queue, 1 << 20, Arc::new(Metrics::default()))
     }
