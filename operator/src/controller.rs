@@ -561,21 +561,19 @@ async fn delete_services_to_recreate(
     Ok(notes)
 }
 
-/// Field manager that keeps `spec.replicas` when autoscaling takes over from fixed replicas.
-const HANDOVER_MANAGER: &str = "canvaschat-operator-handover";
-
 /// How the gateway Deployment's `spec.replicas` is written. Pure, so it is unit tested.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Replicas {
-    /// As built: fixed replicas, or left out while an HPA already scales a live Deployment.
+    /// As built: fixed replicas, or left out while the HPA owns the field.
     AsDesired,
     /// Create the Deployment at the HPA's minimum, so the HPA has nothing to scale at first
     /// (starting at 1 cost a scale write, a ReplicaSet update and a second pod wave per chat).
     StartAt(i32),
-    /// Before applying without the field, hand the operator's ownership of `replicas` (this
-    /// count) to [`HANDOVER_MANAGER`]: server-side apply would otherwise remove the field and
-    /// the Deployment would drop to one pod until the HPA scales it again.
-    HandOver(i32),
+    /// The operator still owns `replicas` (set at creation, or fixed before autoscaling was
+    /// switched on): apply the live count. Leaving the field out would make server-side apply
+    /// remove it, and the Deployment would drop to one pod until the HPA scales it again. The
+    /// HPA takes the field over when it first scales (through the scale subresource).
+    Keep(i32),
 }
 
 pub fn replicas_plan(
@@ -602,58 +600,36 @@ pub fn replicas_plan(
                 .is_some()
     });
     match live.spec.replicas {
-        Some(replicas) if owned_by_us => Replicas::HandOver(replicas),
+        Some(replicas) if owned_by_us => Replicas::Keep(replicas),
         _ => Replicas::AsDesired,
     }
 }
 
 /// Apply the gateway Deployment unless it is up to date, writing `replicas` per
-/// [`replicas_plan`]. The operator owns `replicas` from the creation at the HPA minimum until
-/// the HPA first scales (an update through the scale subresource takes the field over) or
-/// the next apply of the Deployment, which hands it over first.
+/// [`replicas_plan`].
 async fn apply_gateway_deployment(
     ctx: &Context,
     ns: &str,
     desired: &Desired,
 ) -> Result<usize, ApiFailure> {
     let want = &desired.gateway_deployment;
-    let name = want.name_any();
-    let live = get(&ctx.stores.deployments, ns, &name);
-    if ctx.applied.up_to_date(ns, want, live.as_deref()) {
-        return Ok(0);
-    }
-    let mut first = None;
-    match replicas_plan(want, desired.hpa.as_ref(), live.as_deref()) {
-        Replicas::AsDesired => {}
-        Replicas::StartAt(min) => {
-            let mut start = want.clone();
-            start.spec.replicas = Some(min);
-            first = Some(start);
-        }
-        Replicas::HandOver(replicas) => {
-            let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-            let patch = serde_json::json!({
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": name, "namespace": ns},
-                "spec": {"replicas": replicas},
-            });
-            api.patch(
-                &name,
-                &PatchParams::apply(HANDOVER_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-            .map_err(|e| ApiFailure::new("apply", "Deployment", &name, &e))?;
-        }
-    }
-    // The desired-hash annotation is the one built without `replicas`, so a Deployment created
-    // at the HPA minimum is up to date for the next reconcile.
+    let live = get(&ctx.stores.deployments, ns, &want.name_any());
+    let replicas = match replicas_plan(want, desired.hpa.as_ref(), live.as_deref()) {
+        Replicas::AsDesired => None,
+        Replicas::StartAt(n) | Replicas::Keep(n) => Some(n),
+    };
+    // The desired-hash annotation is the one built without `replicas`, so whether the live
+    // Deployment is up to date does not depend on the count.
+    let with_replicas = replicas.map(|n| {
+        let mut d = want.clone();
+        d.spec.replicas = Some(n);
+        d
+    });
     let applied = apply(
         &ctx.client,
         &ctx.applied,
         ns,
-        first.as_ref().unwrap_or(want),
+        with_replicas.as_ref().unwrap_or(want),
         live.as_deref(),
     )
     .await?;
@@ -1295,7 +1271,7 @@ mod tests {
     }
 
     #[test]
-    fn deployment_starts_at_the_hpa_minimum_and_hands_replicas_over_later() {
+    fn deployment_starts_at_the_hpa_minimum_and_keeps_its_count_until_the_hpa_scales() {
         let mut hpa = HorizontalPodAutoscaler::default();
         hpa.spec.min_replicas = Some(3);
         let autoscaled = deployment(None, None);
@@ -1304,13 +1280,13 @@ mod tests {
             replicas_plan(&autoscaled, Some(&hpa), None),
             Replicas::StartAt(3)
         );
-        // Applied again while the operator still owns the count: hand it over first.
+        // Applied again while the operator still owns the count: keep the live count.
         let created = deployment(Some(3), Some(FIELD_MANAGER));
         assert_eq!(
             replicas_plan(&autoscaled, Some(&hpa), Some(&created)),
-            Replicas::HandOver(3)
+            Replicas::Keep(3)
         );
-        // The HPA scaled it (and took the field over), or the handover happened already.
+        // The HPA scaled it and took the field over.
         let scaled = deployment(Some(5), Some("kube-controller-manager"));
         assert_eq!(
             replicas_plan(&autoscaled, Some(&hpa), Some(&scaled)),
